@@ -1,0 +1,51 @@
+# cdf-pipeline: every command a developer needs. `make help` lists them.
+# The first target that needs them creates .venv and installs the project (once).
+
+PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3,10) <= sys.version_info[:2] <= (3,12)))' \
+	&& echo $$p && break; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ROOT ?= ./lakehouse
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast lint typecheck docs bench clean
+
+help: ## list the commands
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.10-3.12 not found on PATH" >&2; exit 2; }
+	@command -v java >/dev/null 2>&1 || { echo "error: Java 17 not found on PATH (Spark needs it)" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+demo: $(STAMP) ## the main command: generate two tenants, run the silver job twice, print summaries
+	$(BIN)/python -m cdf_pipeline.demo --root $(ROOT)
+
+test: $(STAMP) ## the whole test suite (what CI runs)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) ## the suite without tests marked slow
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check src generator jobs tests benchmarks
+	$(BIN)/ruff format --check src generator jobs tests benchmarks
+
+typecheck: $(STAMP) ## mypy on the library and the generator
+	$(BIN)/mypy
+
+docs: $(STAMP) ## regenerate docs/contracts.md from the contracts
+	$(BIN)/cdf contracts --write docs/contracts.md
+
+bench: $(STAMP) ## run every benchmark script (prints the figures for docs/benchmarks.md)
+	$(BIN)/python benchmarks/generator_bench.py
+
+clean: ## remove the local lakehouse and caches (keeps .venv)
+	rm -rf $(ROOT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse

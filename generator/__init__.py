@@ -1,0 +1,1 @@
+"""Synthetic, deterministic, labelled supplier and parts data (numpy + pyarrow, vectorized)."""

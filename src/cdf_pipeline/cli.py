@@ -1,0 +1,83 @@
+"""The ``cdf`` command: one entry point, one sub-command per capability.
+
+Each sub-command module exposes ``register(subparsers)``, which adds its parser and sets
+``func(args) -> int``. Errors the package raises on purpose become one clear line on stderr and a
+non-zero exit code (2 for bad arguments or configuration); nothing reaches the user as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from cdf_pipeline import __version__
+from cdf_pipeline.exceptions import CdfError, ConfigError, InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that prints one line (not the whole usage) on a bad argument."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cdf_pipeline import cli_contracts
+    from generator import cli as generator_cli
+
+    parser = _Parser(
+        prog="cdf",
+        description="Multi-tenant supplier and parts data into trusted Apache Iceberg tables.",
+    )
+    parser.add_argument("--version", action="version", version=f"cdf-pipeline {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subs.required = True
+    generator_cli.register(subs)
+    cli_contracts.register(subs)
+    _register_optional(subs)
+    return parser
+
+
+def _register_optional(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Sub-commands whose modules may not exist yet in a partial checkout."""
+    import importlib
+
+    for name in ("cdf_pipeline.cli_run",):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(subs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cdf`` command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except (ConfigError, InputError) as exc:
+        print(f"cdf {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CdfError as exc:
+        print(f"cdf {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"cdf {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
