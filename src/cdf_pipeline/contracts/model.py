@@ -55,6 +55,7 @@ class RuleKind(str, enum.Enum):
     FOREIGN_KEY = "fk"
     DUPLICATE = "duplicate"  # a conflicting older version of a key seen in the same batch
     MISSING_COLUMN = "missing_column"  # schema drift: a required column is absent from the file
+    EXTRA_COLUMN = "extra_column"  # schema drift: a column the contract does not know (if strict)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,15 @@ class Rule:
     @property
     def code(self) -> str:
         return f"{self.column}.{self.kind.value}"
+
+
+#: Rules every entity has on any column; their docs are templates.
+_GENERIC_DOCS: dict[RuleKind, str] = {
+    RuleKind.TYPE: "{column} holds a value that cannot be cast to its contract type",
+    RuleKind.MISSING_COLUMN: "the file has no {column} column, which the contract requires",
+    RuleKind.EXTRA_COLUMN: "the file has a column {column} the contract does not define",
+    RuleKind.TENANT_MATCH: "{column} names another tenant than the one being run",
+}
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,6 @@ class Entity:
         for r in (*self.row_rules, *self.fk_rules, self.duplicate_rule):
             if r.column == column and r.kind is kind:
                 return r
-        if kind in (RuleKind.TYPE, RuleKind.MISSING_COLUMN, RuleKind.TENANT_MATCH):
-            return Rule(kind, column, f"{column}: {kind.value}")
+        if kind in _GENERIC_DOCS:
+            return Rule(kind, column, _GENERIC_DOCS[kind].format(column=column))
         raise KeyError(f"contract {self.name!r} has no {kind.value} rule on {column!r}")

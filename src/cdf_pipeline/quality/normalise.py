@@ -1,0 +1,144 @@
+"""Normalise customer-shaped input into the contract's types, recording what cannot be normalised.
+
+Handles every shape the generator writes: typed Parquet, ISO-8601 timestamp strings, JSON or
+comma-separated arrays, ``geo_coords`` as JSON text or flat ``geo_lat``/``geo_lon``, numbers as
+strings, padded text and lower-case enums. A value that cannot be cast becomes null plus a
+``<column>.type`` violation; a missing required column becomes ``<column>.missing_column`` on every
+row; missing optional columns are added as null (the contract default). Never raises on data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdf_pipeline.contracts.model import Entity, Field, Kind, RuleKind
+from cdf_pipeline.contracts.schemas import spark_type
+from cdf_pipeline.quality.reasons import VIOLATIONS, observed, reason, reasons_when
+
+Transform = Callable[[DataFrame], DataFrame]
+
+ORIGINAL = "_original"
+FLAT_GEO = ("geo_lat", "geo_lon")
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How a file's columns differ from the contract."""
+
+    missing_required: tuple[str, ...]
+    missing_optional: tuple[str, ...]
+    extra: tuple[str, ...]
+
+    @property
+    def is_clean(self) -> bool:
+        return not (self.missing_required or self.missing_optional or self.extra)
+
+
+def _present(entity: Entity, columns: list[str]) -> set[str]:
+    """Contract fields a file provides (flat geo columns count as ``geo_coords``)."""
+    have = {c for c in columns if c in entity.field_names}
+    if "geo_coords" in entity.field_names and all(c in columns for c in FLAT_GEO):
+        have.add("geo_coords")
+    return have
+
+
+def detect_drift(entity: Entity, columns: list[str]) -> Drift:
+    """Compare a file's column names with the contract."""
+    have = _present(entity, columns)
+    known = set(entity.field_names) | (set(FLAT_GEO) if "geo_coords" in have else set())
+    missing = [f for f in entity.fields if f.name not in have]
+    return Drift(
+        missing_required=tuple(f.name for f in missing if f.required),
+        missing_optional=tuple(f.name for f in missing if not f.required),
+        extra=tuple(c for c in columns if c not in known and not c.startswith("_")),
+    )
+
+
+def _blank_to_null(c: Column) -> Column:
+    trimmed = F.trim(c)
+    return F.when(trimmed == "", F.lit(None)).otherwise(trimmed)
+
+
+def _from_text(f: Field, c: Column) -> Column:
+    """Parse a text column into the field's type (null when it does not parse)."""
+    text = _blank_to_null(c)
+    if f.kind is Kind.STRING_ARRAY:
+        as_json = F.from_json(text, T.ArrayType(T.StringType()))
+        as_csv = F.filter(F.transform(F.split(text, ","), F.trim), lambda s: s != "")
+        return F.when(text.startswith("["), as_json).otherwise(as_csv)
+    if f.kind is Kind.GEO:
+        return F.from_json(text, spark_type(Kind.GEO))  # type: ignore[arg-type]
+    if f.kind is Kind.TIMESTAMP:
+        return text.cast(T.TimestampType())
+    return text.cast(spark_type(f.kind))
+
+
+def _convert(f: Field, source: T.DataType, c: Column) -> Column:
+    target = spark_type(f.kind)
+    if f.kind is Kind.STRING:
+        value = _blank_to_null(c.cast("string"))
+        return F.upper(value) if f.enum is not None else value
+    if isinstance(source, T.StringType):
+        return _from_text(f, c)
+    if f.kind is Kind.STRING_ARRAY and isinstance(source, T.ArrayType):
+        return F.filter(F.transform(c.cast(target), F.trim), lambda s: s != "")
+    return c.cast(target)
+
+
+def _cast_failed(source_col: Column, source: T.DataType, result: Column) -> Column:
+    """The source held a value (not blank text) but the converted result is null."""
+    present = source_col.isNotNull()
+    if isinstance(source, T.StringType):
+        present = present & (F.trim(source_col) != "")
+    return present & result.isNull()
+
+
+def normalise(entity: Entity, source_file: str | None = None) -> Transform:
+    """A transform from one file's raw DataFrame to the contract's columns.
+
+    Output columns: the contract fields in contract order (typed), ``_original`` (the row as the
+    customer sent it, as JSON), ``_source_file`` (when given) and ``_violations``.
+    """
+
+    def _apply(df: DataFrame) -> DataFrame:
+        types = {f.name: f.dataType for f in df.schema.fields}
+        original = F.to_json(F.struct(*(F.col(f"`{c}`") for c in df.columns)))
+        drift = detect_drift(entity, df.columns)
+        outputs: list[Column] = []
+        failures: list[tuple[Column, Column]] = []
+        for f in entity.fields:
+            if f.name in drift.missing_required or f.name in drift.missing_optional:
+                outputs.append(F.lit(None).cast(spark_type(f.kind)).alias(f.name))
+                if f.name in drift.missing_required:
+                    failures.append((F.lit(True), reason(entity.rule(f.name, RuleKind.MISSING_COLUMN))))
+                continue
+            if f.kind is Kind.GEO and f.name not in types:
+                lat, lon = (_from_text(Field(n, Kind.DOUBLE, ""), F.col(n).cast("string")) for n in FLAT_GEO)
+                value = F.when(lat.isNull() & lon.isNull(), F.lit(None)).otherwise(
+                    F.struct(lat.alias("lat"), lon.alias("lon"))
+                )
+                src = F.to_json(F.struct(*(F.col(n) for n in FLAT_GEO)))
+                failed = (F.col(FLAT_GEO[0]).isNotNull() & lat.isNull()) | (
+                    F.col(FLAT_GEO[1]).isNotNull() & lon.isNull()
+                )
+            else:
+                src_col = F.col(f"`{f.name}`")
+                value = _convert(f, types[f.name], src_col)
+                src = observed(src_col, types[f.name])
+                failed = _cast_failed(src_col, types[f.name], value)
+            outputs.append(value.alias(f.name))
+            failures.append((failed, reason(entity.rule(f.name, RuleKind.TYPE), src)))
+        extra = [F.lit(source_file).alias("_source_file")] if source_file is not None else []
+        return df.select(
+            *outputs,
+            original.alias(ORIGINAL),
+            *extra,
+            reasons_when(failures).alias(VIOLATIONS),
+        )
+
+    return _apply
