@@ -83,42 +83,12 @@ QUALITY_GRADES = ("A", "B", "C")
 QUALITY_WEIGHTS = (0.6, 0.3, 0.1)
 HAZARD_CLASSES = ("2.1", "3", "4.1", "5.1", "6.1", "8", "9")
 MOQS = (1, 5, 10, 25, 50, 100, 250, 500, 1000)
-PART_NOUNS = tuple(
-    [
-        "Resistor",
-        "Capacitor",
-        "Connector",
-        "Bracket",
-        "Bearing",
-        "Gasket",
-        "Bolt",
-        "Housing",
-        "Sensor",
-        "Relay",
-        "Cable",
-        "Sheet",
-        "Bar",
-        "Pellet",
-        "Valve",
-        "Spring",
-    ]
-)
-PART_ADJECTIVES = tuple(
-    [
-        "Stainless",
-        "High-temp",
-        "Miniature",
-        "Sealed",
-        "Coated",
-        "Heavy-duty",
-        "Precision",
-        "Low-noise",
-        "Galvanized",
-        "Flexible",
-        "Molded",
-        "Shielded",
-    ]
-)
+# fmt: off
+PART_NOUNS = ("Resistor", "Capacitor", "Connector", "Bracket", "Bearing", "Gasket", "Bolt",
+              "Housing", "Sensor", "Relay", "Cable", "Sheet", "Bar", "Pellet", "Valve", "Spring")
+PART_ADJECTIVES = ("Stainless", "High-temp", "Miniature", "Sealed", "Coated", "Heavy-duty",
+                   "Precision", "Low-noise", "Galvanized", "Flexible", "Molded", "Shielded")
+# fmt: on
 
 for _table in UOM_BY_CATEGORY:
     for _u in _table:

@@ -1,0 +1,221 @@
+"""The generator's Python API: write files (:func:`generate`) or build tables in memory.
+
+Example::
+
+    from generator.api import generate
+    summary = generate(["acme", "globex"], 30_000, 30_000, seed=42, root_uri="./lakehouse")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from cdf_pipeline.contracts import ENTITIES
+from cdf_pipeline.contracts.schemas import arrow_schema
+from cdf_pipeline.exceptions import InputError
+from cdf_pipeline.tenants import validate_tenant_id
+from generator import build, shapes, sink
+from generator.plan import EntityCtx, Universe
+
+DEFAULT_AS_OF = dt.date(2026, 1, 1)
+DEFAULT_CHUNK_ROWS = 250_000
+MAX_DIRTY_RATE = 0.5
+ENTITY_ORDER = tuple(ENTITIES)  # parents first: suppliers, then parts
+
+
+@dataclass
+class EntitySummary:
+    """Rows written and anomalies labelled for one tenant's entity."""
+
+    rows: int = 0
+    anomalies: int = 0
+    by_anomaly: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "anomalies": self.anomalies, "by_anomaly": dict(self.by_anomaly)}
+
+
+@dataclass
+class GenerateSummary:
+    """What :func:`generate` wrote."""
+
+    batch: int
+    tenants: dict[str, dict[str, EntitySummary]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    label_files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenants": {
+                t: {e: s.to_dict() for e, s in ents.items()} for t, ents in self.tenants.items()
+            },
+            "files": list(self.files),
+            "label_files": list(self.label_files),
+            "seconds": round(self.seconds, 3),
+            "batch": self.batch,
+        }
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise InputError(message)
+
+
+def make_universe(
+    tenants: Sequence[str],
+    suppliers: int,
+    parts: int,
+    *,
+    seed: int,
+    dirty_rate: float,
+    batch: int,
+    as_of: dt.date,
+    change_rate: float,
+    chunk_rows: int,
+) -> Universe:
+    """Validate the arguments (one clear :class:`InputError` each) and fix the universe."""
+    _check(len(tenants) > 0, "no tenant given: pass one or more ids, e.g. --tenants acme,globex")
+    ids = tuple(dict.fromkeys(validate_tenant_id(t) for t in tenants))
+    _check(suppliers > 0, f"--suppliers must be a positive row count, got {suppliers}")
+    _check(parts > 0, f"--parts must be a positive row count, got {parts}")
+    _check(
+        0.0 <= dirty_rate <= MAX_DIRTY_RATE and not math.isnan(dirty_rate),
+        f"--dirty-rate must lie in [0, {MAX_DIRTY_RATE}], got {dirty_rate}",
+    )
+    _check(0.0 <= change_rate <= 1.0, f"--change-rate must lie in [0, 1], got {change_rate}")
+    _check(batch >= 1, f"--batch must be 1 (first load) or more, got {batch}")
+    _check(chunk_rows > 0, f"--chunk-rows must be positive, got {chunk_rows}")
+    _check(0 <= seed < 2**63, f"--seed must be a non-negative integer below 2**63, got {seed}")
+    return Universe(seed, ids, suppliers, parts, dirty_rate, change_rate, as_of)
+
+
+def _chunks(
+    ctx: EntityCtx, batch: int, chunk_rows: int, labels: list[build.LabelPart], fmt: str, shape: str
+) -> Iterator[pa.Table]:
+    for table, part in build.iter_chunks(ctx, batch, chunk_rows):
+        labels.append(part)
+        yield shapes.reshape(table, ctx.entity, fmt, shape)
+
+
+def _shaped_schema(entity: str, fmt: str, shape: str) -> pa.Schema:
+    empty = arrow_schema(ENTITIES[entity]).empty_table()
+    return shapes.reshape(empty, entity, fmt, shape).schema
+
+
+def build_tables(
+    tenant: str,
+    entity: str,
+    *,
+    suppliers: int,
+    parts: int,
+    tenants: Sequence[str] | None = None,
+    seed: int = 42,
+    dirty_rate: float = 0.06,
+    batch: int = 1,
+    as_of: dt.date = DEFAULT_AS_OF,
+    change_rate: float = 0.10,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    fmt: str = "parquet",
+    shape: str = "contract",
+    source_file: str = "",
+) -> tuple[pa.Table, pa.Table]:
+    """One data file's rows and its labels, in memory (for tests and notebooks).
+
+    The rows are exactly those :func:`generate` writes for (tenant, entity, batch), in file order.
+    """
+    universe = make_universe(
+        list(tenants or [tenant]), suppliers, parts, seed=seed, dirty_rate=dirty_rate,
+        batch=batch, as_of=as_of, change_rate=change_rate, chunk_rows=chunk_rows,
+    )  # fmt: skip
+    _check(entity in ENTITIES, f"unknown entity {entity!r}; expected one of {sorted(ENTITIES)}")
+    ctx = EntityCtx(universe, validate_tenant_id(tenant), entity)
+    parts_: list[build.LabelPart] = []
+    tables = list(_chunks(ctx, batch, chunk_rows, parts_, fmt, shape))
+    data = pa.concat_tables(tables) if tables else _shaped_schema(entity, fmt, shape).empty_table()
+    return data.combine_chunks(), build.label_table(ctx, batch, parts_, source_file)
+
+
+def generate(
+    tenants: Sequence[str],
+    suppliers: int,
+    parts: int,
+    *,
+    seed: int = 42,
+    dirty_rate: float = 0.06,
+    batch: int = 1,
+    fmt: str = "parquet",
+    shape: str = "contract",
+    root_uri: str = "./lakehouse",
+    as_of: dt.date = DEFAULT_AS_OF,
+    change_rate: float = 0.10,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    s3_endpoint: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> GenerateSummary:
+    """Write one data file and one labels file per (tenant, entity) of ``batch`` under ``root_uri``.
+
+    Layout: ``raw/tenant_id=<t>/entity=<e>/ingest_date=<as-of of the batch>/<sha256>.<fmt>`` and
+    ``labels/tenant_id=<t>/entity=<e>/batch=<b>/labels.parquet``.
+
+    Raises:
+        InputError: a bad argument or an unwritable destination.
+        InvalidTenantError: a malformed tenant id.
+    """
+    started = time.perf_counter()
+    _check(fmt in shapes.FORMATS, f"--format must be one of {shapes.FORMATS}, got {fmt!r}")
+    _check(shape in shapes.SHAPES, f"--shape must be one of {shapes.SHAPES}, got {shape!r}")
+    universe = make_universe(
+        tenants, suppliers, parts, seed=seed, dirty_rate=dirty_rate, batch=batch, as_of=as_of,
+        change_rate=change_rate, chunk_rows=chunk_rows,
+    )  # fmt: skip
+    dest = sink.Destination(root_uri, s3_endpoint=s3_endpoint)
+    dest.check_writable()
+    summary = GenerateSummary(batch=batch)
+    ingest_date = universe.as_of_date(batch).isoformat()
+    for tenant in universe.tenants:
+        summary.tenants[tenant] = {}
+        for entity in ENTITY_ORDER:
+            ctx = EntityCtx(universe, tenant, entity)
+            data_dir = f"raw/tenant_id={tenant}/entity={entity}/ingest_date={ingest_date}"
+            staging = dest.staging(data_dir)
+            tmp = staging / f".tmp-{uuid.uuid4().hex}.{fmt}"
+            label_parts: list[build.LabelPart] = []
+            try:
+                rows = sink.write_stream(
+                    tmp,
+                    _chunks(ctx, batch, chunk_rows, label_parts, fmt, shape),
+                    fmt,
+                    _shaped_schema(entity, fmt, shape),
+                )
+                name = f"{sink.sha256_file(tmp)}.{fmt}"
+                uri = dest.commit(tmp, f"{data_dir}/{name}")
+            finally:
+                tmp.unlink(missing_ok=True)
+            labels = build.label_table(ctx, batch, label_parts, name)
+            label_dir = f"labels/tenant_id={tenant}/entity={entity}/batch={batch}"
+            ltmp = dest.staging(label_dir) / f".tmp-{uuid.uuid4().hex}.parquet"
+            try:
+                sink.write_labels(ltmp, labels)
+                label_uri = dest.commit(ltmp, f"{label_dir}/labels.parquet")
+            finally:
+                ltmp.unlink(missing_ok=True)
+            counts = Counter(labels.column("anomaly").to_pylist())
+            summary.tenants[tenant][entity] = EntitySummary(
+                rows=rows, anomalies=labels.num_rows, by_anomaly=dict(sorted(counts.items()))
+            )
+            summary.files.append(uri)
+            summary.label_files.append(label_uri)
+            if progress is not None:
+                progress(f"wrote {uri} ({rows} rows, {labels.num_rows} labelled)")
+    summary.seconds = time.perf_counter() - started
+    return summary
