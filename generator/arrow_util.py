@@ -97,3 +97,25 @@ def float64(values: npt.ArrayLike) -> pa.Array:
 
 def geo(lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64]) -> pa.StructArray:
     return pa.StructArray.from_arrays([float64(lat), float64(lon)], names=["lat", "lon"])
+
+
+_DIGIT4 = np.array([list(f"{i:04d}".encode()) for i in range(10_000)], dtype=np.uint8)
+
+
+def digits(values: npt.ArrayLike, width: int, prefix: str = "", suffix: str = "") -> pa.StringArray:
+    """Fixed-width strings ``prefix + zero-padded decimal + suffix`` built as a byte matrix."""
+    v = np.asarray(values, dtype=np.int64).copy()
+    n, pre, suf = len(v), prefix.encode(), suffix.encode()
+    total = len(pre) + width + len(suf)
+    out = np.empty((n, total), dtype=np.uint8)
+    if pre:
+        out[:, : len(pre)] = np.frombuffer(pre, dtype=np.uint8)
+    if suf:
+        out[:, total - len(suf) :] = np.frombuffer(suf, dtype=np.uint8)
+    end = len(pre) + width
+    for right in range(end, len(pre), -4):  # four digits per step, via a lookup table
+        k = min(4, right - len(pre))
+        out[:, right - k : right] = _DIGIT4[v % 10_000][:, 4 - k :]
+        v //= 10_000
+    offsets = np.arange(n + 1, dtype=np.int32) * total
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out))

@@ -20,7 +20,7 @@ from generator import anomalies, catalog, parts, suppliers
 from generator.arrow_util import const_str
 from generator.hashing import I64, randint, uniform
 from generator.plan import EntityCtx, Plan, make_plan
-from generator.rows import Rows, conflict_rows, make_rows
+from generator.rows import Rows, make_conflicts, make_rows
 
 LABEL_SCHEMA = pa.schema(
     [
@@ -78,50 +78,42 @@ def _table(ctx: EntityCtx, cols: dict[str, pa.Array]) -> pa.Table:
 def build_chunk(
     ctx: EntityCtx, batch: int, plan: Plan, start: int, stop: int, offset: int
 ) -> tuple[pa.Table, LabelPart]:
-    """Rows ``[start, stop)`` of the plan, as a table in file order, and their labels.
+    """Plan rows ``[start, stop)`` as a table in file order (duplicates included) and labels.
+
+    Duplicates are generated in place rather than copied: an exact copy is the same (key,
+    version) hashed again, so it comes out identical; a conflicting copy gets another version.
 
     Args:
         offset: file position of the chunk's first row (rows and duplicates before it).
     """
-    keys, versions = plan.keys[start:stop], plan.versions[start:stop]
     anomaly = plan.anomalies[start:stop]
-    rows = make_rows(ctx, batch, keys, versions, plan.roles[start:stop])
-    variant = _variants(ctx, rows.base, anomaly)
-    cols = _columns(rows, anomaly)
-    anomalies.inject_columns(rows, cols, anomaly, variant)
-    table = _table(ctx, cols)
-
     exact = anomaly == catalog.index(ctx.entity, "duplicate_exact")
     conflict = anomaly == catalog.index(ctx.entity, "duplicate_conflict")
-    is_dup = exact | conflict
-    n = len(keys)
-    shift = np.cumsum(is_dup) - is_dup
-    base_pos = np.arange(n, dtype=np.int64) + shift
-    dup_pos = base_pos + 1
-    newer = randint(rows.base, "conflict_newer", 0, 2) == 1
+    per_row = 1 + (exact | conflict)
+    src = np.repeat(np.arange(stop - start), per_row)  # file row -> plan row
+    orig_pos = np.cumsum(per_row) - per_row
+    is_copy = np.ones(len(src), dtype=bool)
+    is_copy[orig_pos] = False
 
-    if is_dup.any():
-        c_idx = np.flatnonzero(conflict)
-        sub = Rows(ctx, batch, keys[c_idx], versions[c_idx], rows.base[c_idx],
-                   rows.source_ts[c_idx], rows.ingestion_ts[c_idx])  # fmt: skip
-        sub.__dict__["ids"] = rows.ids.take(pa.array(c_idx))
-        second = conflict_rows(sub, newer[c_idx])
-        clean = np.full(len(c_idx), catalog.NONE, dtype=np.int64)
-        conflicts = _table(ctx, _columns(second, clean))
-        e_idx = np.flatnonzero(exact)
-        copies = table.take(pa.array(e_idx))
-        dup_src = np.concatenate([e_idx, c_idx])
-        order = np.empty(n + len(dup_src), dtype=np.int64)
-        order[base_pos] = np.arange(n)
-        order[dup_pos[dup_src]] = n + np.arange(len(dup_src))
-        table = pa.concat_tables([table, copies, conflicts]).take(pa.array(order))
+    rows = make_rows(
+        ctx, batch, plan.keys[start:stop][src], plan.versions[start:stop][src],
+        plan.roles[start:stop][src],
+    )  # fmt: skip
+    newer = randint(rows.base, "conflict_newer", 0, 2) == 1
+    make_conflicts(rows, is_copy & conflict[src], newer)
+    out_anomaly = np.where(is_copy, catalog.NONE, anomaly[src])
+    variant = _variants(ctx, rows.base, out_anomaly)
+    cols = _columns(rows, out_anomaly)
+    anomalies.inject_columns(rows, cols, out_anomaly, variant)
+    table = _table(ctx, cols)
 
     labeled = np.flatnonzero(anomaly != catalog.NONE)
-    label_pos = base_pos[labeled].copy()
-    moved = exact[labeled] | (conflict[labeled] & ~newer[labeled])
-    label_pos[moved] = dup_pos[labeled][moved]
-    pks = rows.ids.take(pa.array(labeled))
-    labels = LabelPart(label_pos + offset, pks, anomaly[labeled], variant[labeled])
+    pos = orig_pos[labeled]
+    # The label sits on the exact copy, or on the older of two conflicting versions.
+    on_copy = exact[labeled] | (conflict[labeled] & newer[pos])
+    label_pos = np.where(on_copy, pos + 1, pos)
+    pks = rows.ids.take(pa.array(pos))
+    labels = LabelPart(label_pos + offset, pks, anomaly[labeled], variant[pos])
     return table, labels
 
 

@@ -81,3 +81,45 @@ def choice(base: U64, column: str, weights: tuple[float, ...], draw: int = 0) ->
     cum /= cum[-1]
     idx = np.searchsorted(cum, uniform(base, column, draw), side="right")
     return np.minimum(idx, len(weights) - 1).astype(np.int64)
+
+
+_SLOT_MASK = np.uint64(0xFFFF)
+
+
+class Draws:
+    """Cheap small draws: each hashed 64-bit word of a ``group`` yields four 16-bit slots.
+
+    Used for pool indices, categories and coin flips, where 16 bits of resolution is plenty; one
+    mix per four draws keeps wide tables fast. Continuous values use :func:`uniform` instead.
+    """
+
+    def __init__(self, base: U64) -> None:
+        self.base = base
+        self._words: dict[str, U64] = {}
+
+    def u16(self, group: str, slot: int) -> I64:
+        word = self._words.get(group)
+        if word is None:
+            word = self._words[group] = bits(self.base, group)
+        return ((word >> np.uint64(16 * slot)) & _SLOT_MASK).astype(np.int64)
+
+    def pick(self, group: str, slot: int, size: int) -> I64:
+        """An index uniform in [0, size) (size up to 65536)."""
+        return (self.u16(group, slot) * size) >> 16
+
+    def flag(self, group: str, slot: int, p: float) -> npt.NDArray[np.bool_]:
+        """True with probability ``p`` (to 1/65536)."""
+        return self.u16(group, slot) < round(p * 65536)
+
+    def category(self, group: str, slot: int, weights: tuple[float, ...]) -> I64:
+        """A weighted category index via a 65536-entry lookup table."""
+        return category_table(weights)[self.u16(group, slot)]
+
+
+@lru_cache(maxsize=64)
+def category_table(weights: tuple[float, ...]) -> I64:
+    cum = np.cumsum(np.asarray(weights, dtype=np.float64))
+    cum /= cum[-1]
+    centers = (np.arange(65536) + 0.5) / 65536
+    table = np.searchsorted(cum, centers, side="right")
+    return np.minimum(table, len(weights) - 1).astype(np.int64)

@@ -10,11 +10,14 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cdf_pipeline.contracts import PARTS, SUPPLIERS
 
 POOL_SIZE = 800
+COMBO_POOL_SIZE = 65_536
 _ALPHA = re.compile(r"^[A-Za-z]+$")
 _DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$")
 
@@ -111,6 +114,10 @@ class TextPools:
     streets: pa.StringArray
     cities: pa.StringArray
     states: pa.StringArray
+    #: Pre-combined values (built once, so rows need a single ``take``, not string joins).
+    legal_names: pa.StringArray  # company + legal suffix
+    emails: pa.StringArray  # first.lastNN@domain, valid under the contract's e-mail format
+    addresses: pa.StringArray  # "<number> <street>"
 
 
 def _unique(values: list[str], limit: int) -> list[str]:
@@ -138,15 +145,32 @@ def text_pools(seed: int) -> TextPools:
     def arr(values: list[str]) -> pa.StringArray:
         return pa.array(values, pa.string())
 
+    # Pre-combined pools: numpy picks and Arrow joins (a Python loop here costs ~0.5 s).
+    rng = np.random.default_rng(seed)
+    suffixes = ["Inc", "LLC", "GmbH", "Ltd", "S.A.", "Co. Ltd", "AG", "S.A. de C.V."]
+
+    def pick(values: list[str]) -> pa.Array:
+        return arr(values).take(pa.array(rng.integers(0, len(values), COMBO_POOL_SIZE)))
+
+    def join(*parts: pa.Array | str) -> pa.StringArray:
+        args = [pa.scalar(p) if isinstance(p, str) else p for p in parts]
+        return pc.binary_join_element_wise(*args, "")
+
+    numbers = pa.array(rng.integers(0, 100, COMBO_POOL_SIZE)).cast(pa.string())
+    street_no = pa.array(rng.integers(1, 10_000, COMBO_POOL_SIZE)).cast(pa.string())
+    legal = join(pick(companies), " ", pick(suffixes))
+    emails = join(pick(firsts), ".", pick(lasts), numbers, "@", pick(domains))
+    addresses = join(street_no, " ", pick(streets))
     return TextPools(
         companies=arr(companies),
-        company_suffixes=arr(
-            ["Inc", "LLC", "GmbH", "Ltd", "S.A.", "Co. Ltd", "AG", "S.A. de C.V."]
-        ),
+        company_suffixes=arr(suffixes),
         first_names=arr(firsts),
         last_names=arr(lasts),
         domains=arr(domains),
         streets=arr(streets),
         cities=arr(cities),
         states=arr(states),
+        legal_names=legal,
+        emails=emails,
+        addresses=addresses,
     )

@@ -71,18 +71,23 @@ def make_rows(ctx: EntityCtx, batch: int, keys: I64, versions: I64, roles: I64) 
     return Rows(ctx, batch, keys, versions, base, ts, ingestion_after(base, ts, as_of))
 
 
-def conflict_rows(rows: Rows, newer: np.ndarray) -> Rows:
-    """Second, conflicting versions of ``rows``: other values, a newer or older source timestamp."""
-    versions = rows.versions + CONFLICT_VERSION_OFFSET
-    base = rows.ctx.base(rows.keys, versions)
+def make_conflicts(rows: Rows, mask: np.ndarray, newer: np.ndarray) -> None:
+    """Turn ``rows[mask]`` (copies of their originals) into second, conflicting versions.
+
+    They get other values (another value version) and a source timestamp just newer than the
+    original's (still before as-of) or up to 30 days older, per ``newer``.
+    """
+    if not mask.any():
+        return
+    versions = rows.versions[mask] + CONFLICT_VERSION_OFFSET
+    base = rows.ctx.base(rows.keys[mask], versions)
+    ts = rows.source_ts[mask]
     as_of = rows.as_of_us
     u = uniform(base, "conflict_ts")
-    gap = np.maximum(as_of - rows.source_ts - 1, 0)
-    later = rows.source_ts + 1 + np.floor(u * gap).astype(np.int64)
-    earlier = rows.source_ts - 1_000_000 - np.floor(u * 30 * DAY_US).astype(np.int64)
-    ts = np.where(newer, later, earlier).astype(np.int64)
-    out = Rows(
-        rows.ctx, rows.batch, rows.keys, versions, base, ts, ingestion_after(base, ts, as_of)
-    )
-    out.__dict__["ids"] = rows.ids
-    return out
+    later = ts + 1 + np.floor(u * np.maximum(as_of - ts - 1, 0)).astype(np.int64)
+    earlier = ts - 1_000_000 - np.floor(u * 30 * DAY_US).astype(np.int64)
+    ts = np.where(newer[mask], later, earlier).astype(np.int64)
+    rows.versions[mask] = versions
+    rows.base[mask] = base
+    rows.source_ts[mask] = ts
+    rows.ingestion_ts[mask] = ingestion_after(base, ts, as_of)

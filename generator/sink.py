@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,10 +23,21 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.exceptions import InputError
 
 ROW_GROUP_ROWS = 65_536
+#: snappy: zstd (level 1) files are ~35 % smaller but take ~40 % longer to write (measured).
 COMPRESSION = "snappy"
+#: Low-cardinality columns worth dictionary encoding; high-cardinality ones (ids, e-mails,
+#: timestamps, numbers) only pay for a dictionary that overflows and is thrown away.
+DICTIONARY_COLUMNS = frozenset(
+    {f.name for e in ENTITIES.values() for f in e.fields if f.enum is not None}
+    | {"tenant_id", "schema_version", "data_source", "terms_version", "region", "city", "state",
+       "dba_name", "address_line2", "hazard_class", "certifications", "compliance_flags"}
+)  # fmt: skip
+#: Min/max statistics where readers prune on them; elsewhere they cost write time only.
+STATISTICS_COLUMNS = frozenset({"tenant_id", "source_timestamp", "ingestion_timestamp"})
 
 
 class Destination:
@@ -131,24 +144,54 @@ class _RowGroups:
 
 
 def write_stream(path: Path, tables: Iterable[pa.Table], fmt: str, schema: pa.Schema) -> int:
-    """Write ``tables`` (all of ``schema``) to ``path`` as Parquet or CSV; returns the row count."""
-    groups = _RowGroups(ROW_GROUP_ROWS)
-    rows = 0
+    """Write ``tables`` (all of ``schema``) to ``path`` as Parquet or CSV; returns the row count.
+
+    Encoding runs on a writer thread while the caller's generator builds the next chunk (Arrow
+    and numpy release the GIL, so the two overlap on two cores).
+    """
     writer: Any
     if fmt == "parquet":
-        writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
+        names = set(schema.names)
+        writer = pq.ParquetWriter(
+            path,
+            schema,
+            compression=COMPRESSION,
+            use_dictionary=sorted(names & DICTIONARY_COLUMNS),
+            write_statistics=sorted(names & STATISTICS_COLUMNS),
+        )
     else:
         writer = pacsv.CSVWriter(path, schema)
+    work: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+    failure: list[BaseException] = []
+
+    def drain() -> None:
+        while (group := work.get()) is not None:
+            if not failure:
+                try:
+                    writer.write_table(group)  # one row group: never above the default maximum
+                except BaseException as exc:  # re-raised on the caller's thread below
+                    failure.append(exc)
+
+    thread = threading.Thread(target=drain, name="cdf-gen-writer", daemon=True)
+    thread.start()
+    rows = 0
+    groups = _RowGroups(ROW_GROUP_ROWS)
     try:
         for table in tables:
             for group in groups.push(table):
-                writer.write_table(group)  # one row group: groups never exceed the default max
+                work.put(group)
                 rows += group.num_rows
+            if failure:
+                break
         for group in groups.flush():
-            writer.write_table(group)
+            work.put(group)
             rows += group.num_rows
     finally:
+        work.put(None)
+        thread.join()
         writer.close()
+    if failure:
+        raise failure[0]
     return rows
 
 
