@@ -110,7 +110,7 @@ def build_chunk(
     labeled = np.flatnonzero(anomaly != catalog.NONE)
     pos = orig_pos[labeled]
     # The label sits on the exact copy, or on the older of two conflicting versions.
-    on_copy = exact[labeled] | (conflict[labeled] & newer[pos])
+    on_copy = exact[labeled] | (conflict[labeled] & ~newer[pos])
     label_pos = np.where(on_copy, pos + 1, pos)
     pks = rows.ids.take(pa.array(pos))
     labels = LabelPart(label_pos + offset, pks, anomaly[labeled], variant[pos])
