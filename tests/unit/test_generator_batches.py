@@ -75,10 +75,10 @@ def test_change_batch_labels_are_exact(batches) -> None:  # type: ignore[no-unty
         data, labels = batches[(entity, 2)]
         ok = clean_mask(data, contract, U.as_of_us(2))
         row_codes = {r.code for r in contract.row_rules}
-        flagged = {
-            p for p, c in zip(labels.column("position").to_pylist(), labels.column("codes").to_pylist(), strict=True)
-            if set(c) & row_codes
-        }  # fmt: skip
+        pairs = zip(
+            labels.column("position").to_pylist(), labels.column("codes").to_pylist(), strict=True
+        )
+        flagged = {p for p, c in pairs if set(c) & row_codes}
         assert {i for i in range(data.num_rows) if not ok[i]} == flagged
 
 
@@ -87,11 +87,12 @@ def test_late_parents_resolve_with_next_batch_suppliers(batches) -> None:  # typ
     pos = pc.filter(labels.column("position"), pc.equal(labels.column("anomaly"), "late_parent"))
     assert len(pos) == round(round(P * 0.10) * 0.05)
     late = parts.take(pos)
-    assert all(c == [r.code for r in PARTS.fk_rules] for c in labels.take(
-        pc.indices_nonzero(pc.equal(labels.column("anomaly"), "late_parent"))).column("codes").to_pylist())  # fmt: skip
+    lp_labels = labels.filter(pc.equal(labels.column("anomaly"), "late_parent"))
+    fk_codes = [r.code for r in PARTS.fk_rules]
+    assert all(c == fk_codes for c in lp_labels.column("codes").to_pylist())
     known = set()
     for b in (1, 2):
-        sup, sup_labels = batches[("suppliers", b)]
+        sup, _ = batches[("suppliers", b)]
         known |= set(sup.column("supplier_id").to_pylist())
     nxt, nxt_labels = batches[("suppliers", 3)]
     dirty3 = set(nxt_labels.column("pk").to_pylist())
