@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cdf_pipeline.exceptions import InputError
 from generator import catalog, pools, refs, ulid
 from generator.arrow_util import TS_TYPE, decimal_from_micros, float64
 from generator.hashing import U64, randint, uniform
@@ -167,9 +168,7 @@ def part_refs(rows: Rows, anomaly: np.ndarray) -> refs.Refs:
     lp = anomaly == (_idx(ctx, "late_parent"))
     normal = np.flatnonzero(~lp)
     pool = clean_keys(sup, rows.batch)
-    if len(pool) == 0:
-        from cdf_pipeline.exceptions import InputError
-
+    if len(pool) == 0 and len(normal):
         raise InputError("no clean supplier to reference: raise --suppliers or lower --dirty-rate")
     refs.fill_from_pool(out, normal, rows.base[normal], sup, pool, "qualified")
     if lp.any():
@@ -194,6 +193,8 @@ def part_refs(rows: Rows, anomaly: np.ndarray) -> refs.Refs:
     if len(cross):
         peer = supplier_ctx(ctx, ctx.universe.peer(ctx.tenant))
         peer_pool = clean_keys(peer, 1)
+        if len(peer_pool) == 0:
+            raise InputError(f"tenant {peer.tenant!r} has no clean supplier: raise --suppliers")
         pick = peer_pool[randint(rows.base[cross], "cross_tenant", 0, len(peer_pool))]
         ms, low = refs.supplier_parts(peer, pick)
         out.set_slot(cross, 0, ms, peer.namespace, low)

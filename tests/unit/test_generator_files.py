@@ -132,3 +132,9 @@ def test_csv_file_written(tmp_path: Path) -> None:
     assert path.suffix == ".csv"
     table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     assert table.num_rows == s.tenants["acme"]["suppliers"].rows
+
+
+def test_empty_change_batch_writes_empty_files(tmp_path: Path) -> None:
+    s = generate(["acme"], 1, 1, root_uri=str(tmp_path), batch=2, change_rate=0.0)
+    assert [e.rows for e in s.tenants["acme"].values()] == [0, 0]
+    assert pq.read_table(s.files[1]).num_rows == 0
