@@ -69,10 +69,13 @@ def _from_text(f: Field, c: Column) -> Column:
     text = _blank_to_null(c)
     if f.kind is Kind.STRING_ARRAY:
         as_json = F.from_json(text, T.ArrayType(T.StringType()))
-        as_csv = F.filter(F.transform(F.split(text, ","), F.trim), lambda s: s != "")
-        return F.when(text.startswith("["), as_json).otherwise(as_csv)
+        parsed = F.when(text.startswith("["), as_json).otherwise(F.split(text, ","))
+        # Trim and drop blank elements whatever the shape, as for typed arrays.
+        return F.filter(F.transform(parsed, F.trim), lambda s: s != "")
     if f.kind is Kind.GEO:
-        return F.from_json(text, spark_type(Kind.GEO))  # type: ignore[arg-type]
+        # from_json yields a struct of nulls (not null) for text that is not JSON.
+        geo = F.from_json(text, spark_type(Kind.GEO))  # type: ignore[arg-type]
+        return F.when(geo["lat"].isNull() & geo["lon"].isNull(), F.lit(None)).otherwise(geo)
     if f.kind is Kind.TIMESTAMP:
         return text.cast(T.TimestampType())
     return text.cast(spark_type(f.kind))
@@ -119,12 +122,13 @@ def normalise(entity: Entity, source_file: str | None = None) -> Transform:
                 continue
             if f.kind is Kind.GEO and f.name not in types:
                 lat, lon = (_from_text(Field(n, Kind.DOUBLE, ""), F.col(n).cast("string")) for n in FLAT_GEO)
-                value = F.when(lat.isNull() & lon.isNull(), F.lit(None)).otherwise(
-                    F.struct(lat.alias("lat"), lon.alias("lon"))
-                )
                 src = F.to_json(F.struct(*(F.col(n) for n in FLAT_GEO)))
                 failed = (F.col(FLAT_GEO[0]).isNotNull() & lat.isNull()) | (
                     F.col(FLAT_GEO[1]).isNotNull() & lon.isNull()
+                )
+                # Like any value that cannot be cast, a half-parsed location becomes null.
+                value = F.when(failed | (lat.isNull() & lon.isNull()), F.lit(None)).otherwise(
+                    F.struct(lat.alias("lat"), lon.alias("lon"))
                 )
             else:
                 src_col = F.col(f"`{f.name}`")
