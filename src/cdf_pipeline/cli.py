@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _register_optional(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _register_optional(subs: argparse._SubParsersAction) -> None:
     """Sub-commands whose modules may not exist yet in a partial checkout."""
     import importlib
 

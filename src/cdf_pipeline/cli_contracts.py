@@ -11,7 +11,7 @@ from cdf_pipeline.contracts.schemas import postgres_ddl
 from cdf_pipeline.exceptions import InputError
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser(
         "contracts",
         help="print the data contracts (Markdown) or their PostgreSQL DDL",

@@ -44,7 +44,7 @@ class SparkSettings(_Section):
     master: str = "local[2]"
     app_name: str = "cdf-pipeline"
     driver_memory: str = "4g"
-    shuffle_partitions: int = Field(4, ge=1)
+    shuffle_partitions: int = Field(16, ge=1)
     #: Explicit path to an Iceberg Spark runtime jar (first choice when set).
     iceberg_jar: str | None = None
     #: Allow Spark to download the Iceberg runtime from Maven when no jar is found.
@@ -137,7 +137,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys, not {type(data).__name__}"
+        )
     return data
 
 
@@ -213,7 +215,9 @@ def load_settings(
         )
     if not profile_file.is_file():
         known = sorted(p.stem for p in conf.glob("*.yaml") if p.stem != "base")
-        raise ConfigError(f"unknown profile {profile!r}: no {profile_file}; known profiles: {known}")
+        raise ConfigError(
+            f"unknown profile {profile!r}: no {profile_file}; known profiles: {known}"
+        )
     sources = [str(base_file), str(profile_file)]
     data = _merge(_read_yaml(base_file), _read_yaml(profile_file))
     if tenant is not None:

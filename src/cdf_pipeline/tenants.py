@@ -31,5 +31,7 @@ def parse_tenant_list(text: str) -> list[str]:
     """Split ``"acme,globex"`` into validated, de-duplicated tenant ids (order kept)."""
     tenants = [t.strip() for t in text.split(",") if t.strip()]
     if not tenants:
-        raise InvalidTenantError("no tenant given: pass one or more ids, e.g. --tenants acme,globex")
+        raise InvalidTenantError(
+            "no tenant given: pass one or more ids, e.g. --tenants acme,globex"
+        )
     return list(dict.fromkeys(validate_tenant_id(t) for t in tenants))

@@ -32,7 +32,7 @@ from pyspark.sql import types as T
 
 from cdf_pipeline.contracts import PARTS, SUPPLIERS, Entity
 from cdf_pipeline.contracts.schemas import spark_schema
-from cdf_pipeline.quality.normalise import ORIGINAL, detect_drift, normalise
+from cdf_pipeline.quality.normalise import ORIGINAL, RAW, detect_drift, keep_original, normalise
 from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE
 
 pytestmark = pytest.mark.spark
@@ -82,7 +82,7 @@ def test_clean_text_row_becomes_the_typed_contract_row(
     spark: SparkSession, text_file: DataFrame
 ) -> None:
     expected = contract_frame(spark, SUPPLIERS, [TEXT["clean"]], violations=True)
-    actual = text_file.where(F.col(KEY) == CLEAN).drop(ORIGINAL)
+    actual = text_file.where(F.col(KEY) == CLEAN).drop(RAW)
     assert_df_equality(actual, expected, ignore_nullable=True)
 
 
@@ -90,7 +90,7 @@ def test_clean_text_part_becomes_the_typed_contract_row(spark: SparkSession) -> 
     typed = clean_part(unit_cost=Decimal("3.250000"), qualified_supplier_ids=[ulid(1), ulid(2)])
     raw = dict(typed, qualified_supplier_ids=Raw(f"{ulid(1)}, {ulid(2)}"), unit_cost=Raw("3.25"))
     bad_date = dict(typed, part_id=ulid(9), last_price_change=Raw("2026-02-30"))
-    out = text_frame(spark, PARTS, [raw, bad_date]).transform(normalise(PARTS)).drop(ORIGINAL)
+    out = text_frame(spark, PARTS, [raw, bad_date]).transform(normalise(PARTS)).drop(RAW)
     expected = contract_frame(
         spark, PARTS, [typed, dict(typed, part_id=ulid(9), last_price_change=None)]
     )
@@ -271,7 +271,9 @@ def test_missing_columns_required_on_every_row_optional_as_null(spark: SparkSess
     df = text_frame(
         spark, SUPPLIERS, rows, drop=["contact_email", "dba_name"], extra={"notes": ["x", None]}
     )
-    out = df.transform(normalise(SUPPLIERS, source_file="raw/acme/suppliers.csv"))
+    out = df.transform(normalise(SUPPLIERS, source_file="raw/acme/suppliers.csv")).transform(
+        keep_original("all")
+    )
 
     def original(row: dict[str, Any], notes: str | None) -> str:
         sent = {c: as_text(row[c]) for c in df.columns if c in row}
@@ -304,9 +306,7 @@ def test_typed_input_passes_through_and_is_still_tidied(spark: SparkSession) -> 
     tidy = dict(messy, country="DE", legal_name="Acme", certifications=["ISO9001"])
     out = contract_frame(spark, SUPPLIERS, [clean, messy]).transform(normalise(SUPPLIERS))
     expected = contract_frame(spark, SUPPLIERS, [clean, tidy], violations=True)
-    assert_df_equality(
-        in_order(out.drop(ORIGINAL), KEY), in_order(expected, KEY), ignore_nullable=True
-    )
+    assert_df_equality(in_order(out.drop(RAW), KEY), in_order(expected, KEY), ignore_nullable=True)
 
 
 def test_detect_drift_reports_missing_and_extra_columns() -> None:

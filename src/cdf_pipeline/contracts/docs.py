@@ -1,4 +1,4 @@
-"""Render ``docs/contracts.md`` from the contracts, so the document can never drift from the code."""
+"""Render ``docs/contracts.md`` from the contracts, so the document cannot drift from the code."""
 
 from __future__ import annotations
 
@@ -38,10 +38,16 @@ def _entity_section(e: Entity) -> list[str]:
     for fk in e.foreign_keys:
         what = "every element of" if fk.is_array else ""
         lines.append(f"Foreign key: {what} `{fk.column}` -> `{fk.entity}` of the same tenant.")
-    lines += ["", "| # | field | type | required | rules | description |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| # | field | type | required | rules | description |",
+        "|---|---|---|---|---|---|",
+    ]
     for i, f in enumerate(e.fields, 1):
         req = "yes" if f.required else ""
-        lines.append(f"| {i} | `{f.name}` | `{f.kind.value}` | {req} | {_constraints(f)} | {f.doc} |")
+        lines.append(
+            f"| {i} | `{f.name}` | `{f.kind.value}` | {req} | {_constraints(f)} | {f.doc} |"
+        )
     lines += ["", "Rule codes (as they appear in quarantine reasons, labels and `ops.runs`):", ""]
     for r in (*e.row_rules, *e.fk_rules, e.duplicate_rule):
         lines.append(f"- `{r.code}`: {r.doc}")
@@ -56,7 +62,8 @@ def render_contracts_markdown() -> str:
     lines = [
         "# Data contracts",
         "",
-        "Generated from `src/cdf_pipeline/contracts/` by `cdf contracts --write docs/contracts.md`;",
+        "Generated from `src/cdf_pipeline/contracts/` by "
+        "`cdf contracts --write docs/contracts.md`;",
         "do not edit by hand. A test fails when this file and the contracts disagree.",
         "",
         f"Rule-set version: `{RULE_SET_VERSION}`.",
@@ -65,8 +72,11 @@ def render_contracts_markdown() -> str:
         "",
         "Rules every entity has besides those listed: "
         f"`<column>.{RuleKind.TYPE.value}` (a value that cannot be cast to the contract type), "
-        f"`tenant_id.{RuleKind.TENANT_MATCH.value}` (a row of another tenant in this tenant's file), "
-        f"`<column>.{RuleKind.MISSING_COLUMN.value}` (schema drift: a required column is absent).",
+        f"`tenant_id.{RuleKind.TENANT_MATCH.value}` "
+        "(a row of another tenant in this tenant's file), "
+        f"`<column>.{RuleKind.MISSING_COLUMN.value}` (schema drift: a required column is absent), "
+        f"`<column>.{RuleKind.EXTRA_COLUMN.value}` (schema drift: a column the contract does not "
+        "know, when `quality.extra_columns` is `quarantine`).",
         "",
     ]
     for e in ENTITIES.values():

@@ -58,7 +58,9 @@ SUPPLIERS = Entity(
         Field("preferred_currency", _S, "ISO-4217 currency", enum=ISO_CURRENCIES),
         Field("incoterms", _S, "Incoterms 2020 rule", enum=INCOTERMS_2020),
         Field("lead_time_days_avg", _I, "Average lead time in days", minimum=0, maximum=365),
-        Field("lead_time_days_p95", _I, "95th percentile lead time in days", minimum=0, maximum=730),
+        Field(
+            "lead_time_days_p95", _I, "95th percentile lead time in days", minimum=0, maximum=730
+        ),
         Field("on_time_delivery_rate", _D, "On-time deliveries, percent", minimum=0, maximum=100),
         Field("defect_rate_ppm", _I, "Defects per million units", minimum=0, maximum=1_000_000),
         Field(
@@ -128,7 +130,9 @@ PARTS = Entity(
         Field("unit_cost", Kind.DECIMAL, "Unit cost in the supplier's currency", minimum=0),
         Field("moq", _I, "Minimum order quantity", minimum=0, exclusive_minimum=True),
         Field("lead_time_days_avg", _I, "Average lead time in days", minimum=0, maximum=365),
-        Field("lead_time_days_p95", _I, "95th percentile lead time in days", minimum=0, maximum=730),
+        Field(
+            "lead_time_days_p95", _I, "95th percentile lead time in days", minimum=0, maximum=730
+        ),
         Field("quality_grade", _S, "Incoming quality grade", enum=("A", "B", "C")),
         Field("compliance_flags", Kind.STRING_ARRAY, "Compliance programmes (e.g. REACH, RoHS)"),
         Field("hazard_class", _S, "UN hazard class, when hazardous"),

@@ -41,7 +41,7 @@ FORMAT_PATTERNS: dict[Format, str] = {
 
 
 class RuleKind(str, enum.Enum):
-    """What a rule checks. Codes are ``<column>.<kind>``: stable names used in labels and reports."""
+    """What a rule checks. Codes are ``<column>.<kind>``: stable names for labels and reports."""
 
     REQUIRED = "required"
     TYPE = "type"  # a value that cannot be cast to the contract type
@@ -159,20 +159,30 @@ class Entity:
             if f.required:
                 rules.append(Rule(RuleKind.REQUIRED, f.name, f"{f.name} must be present"))
             if f.enum is not None:
-                rules.append(Rule(RuleKind.ENUM, f.name, f"{f.name} must be one of the listed codes"))
+                rules.append(
+                    Rule(RuleKind.ENUM, f.name, f"{f.name} must be one of the listed codes")
+                )
             if f.range_text is not None or f.kind is Kind.GEO:
                 rules.append(Rule(RuleKind.RANGE, f.name, f"{f.name} must lie in its range"))
             if f.fmt is not None:
-                rules.append(Rule(RuleKind.FORMAT, f.name, f"{f.name} must match the {f.fmt.value} format"))
+                rules.append(
+                    Rule(RuleKind.FORMAT, f.name, f"{f.name} must match the {f.fmt.value} format")
+                )
             if f.not_future:
-                rules.append(Rule(RuleKind.NOT_FUTURE, f.name, f"{f.name} must not be in the future"))
+                rules.append(
+                    Rule(RuleKind.NOT_FUTURE, f.name, f"{f.name} must not be in the future")
+                )
         rules.extend(self.cross_field_rules)
         return tuple(rules)
 
     @property
     def fk_rules(self) -> tuple[Rule, ...]:
         return tuple(
-            Rule(RuleKind.FOREIGN_KEY, fk.column, f"every id in {fk.column} must exist in {fk.entity}")
+            Rule(
+                RuleKind.FOREIGN_KEY,
+                fk.column,
+                f"every id in {fk.column} must exist in {fk.entity}",
+            )
             for fk in self.foreign_keys
         )
 

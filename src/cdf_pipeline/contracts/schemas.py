@@ -19,7 +19,7 @@ LINEAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("_run_id", "string", "Run that last wrote the row"),
     ("_source_file", "string", "Raw file the winning version came from"),
     ("_ingested_at", "timestamp", "When that run wrote the row"),
-    ("_row_hash", "string", "SHA-256 of the contract fields; equal hashes mean an unchanged row"),
+    ("_row_hash", "string", "xxHash64 of the content fields; equal hashes mean an unchanged row"),
 )
 
 _ARROW: dict[Kind, pa.DataType] = {

@@ -1,7 +1,7 @@
 """Primary-key deduplication within one batch, deterministic whatever the partitioning.
 
 Among the rows that passed the row rules, one version per ``(tenant_id, key)`` wins: the newest
-``source_timestamp``, ties broken by the content hash, then the source file and the original text.
+``source_timestamp``, ties broken by the content hash, then the source file.
 A loser with the winner's content is an exact copy: dropped and counted (``_dropped``). A loser
 with other content is a conflicting version: it gets a ``<key>.duplicate`` violation and is
 quarantined. Rows already in violation pass through untouched.
@@ -15,7 +15,6 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts.model import Entity
-from cdf_pipeline.quality.normalise import ORIGINAL
 from cdf_pipeline.quality.reasons import VIOLATIONS, append_violations, reason
 from cdf_pipeline.quality.rowhash import ROW_HASH
 
@@ -26,27 +25,46 @@ DROPPED = "_dropped"
 
 def deduplicate(entity: Entity) -> Transform:
     """A transform adding ``_dropped`` and duplicate violations; needs ``_row_hash`` and
-    ``_violations`` (and uses ``_source_file``/``_original`` as tie-breakers when present)."""
+    ``_violations`` (and uses ``_source_file`` as the last tie-breaker when present; rows still
+    tied have the same content and file, so either may win).
+
+    Only keys that occur more than once are ranked: finding them is a key-only aggregate, and the
+    (usually few) repeated keys are broadcast back, so the wide rows are never sorted as a whole.
+    """
     key = entity.primary_key
     rule = entity.duplicate_rule
 
     def _apply(df: DataFrame) -> DataFrame:
         valid = F.size(F.col(VIOLATIONS)) == 0
-        order = [F.col("source_timestamp").desc_nulls_last(), F.col(ROW_HASH).desc()]
-        order += [F.col(c).asc() for c in ("_source_file", ORIGINAL) if c in df.columns]
-        w = Window.partitionBy("tenant_id", key, valid.alias("_v")).orderBy(*order)
-        ranked = df.withColumn("_rank", F.row_number().over(w)).withColumn(
-            "_winner_hash", F.first(ROW_HASH).over(w)
+        repeated = (
+            df.where(valid)
+            .groupBy("tenant_id", key)
+            .count()
+            .where(F.col("count") > 1)
+            .select("tenant_id", key, F.lit(True).alias("_repeated"))
         )
-        loser = valid & (F.col("_rank") > 1)
+        flagged = df.join(F.broadcast(repeated), ["tenant_id", key], "left")
+        single = flagged.where(F.col("_repeated").isNull() | ~valid).select(
+            *df.columns, F.lit(False).alias(DROPPED)
+        )
+        order = [F.col("source_timestamp").desc_nulls_last(), F.col(ROW_HASH).desc()]
+        order += [F.col(c).asc() for c in ("_source_file",) if c in df.columns]
+        w = Window.partitionBy("tenant_id", key).orderBy(*order)
+        ranked = (
+            flagged.where(F.col("_repeated") & valid)
+            .withColumn("_rank", F.row_number().over(w))
+            .withColumn("_winner_hash", F.first(ROW_HASH).over(w))
+        )
+        loser = F.col("_rank") > 1
         same = F.col(ROW_HASH) == F.col("_winner_hash")
         dup_reason = F.array(reason(rule, F.col("source_timestamp").cast("string")))
-        return ranked.select(
+        resolved = ranked.select(
             *(c for c in df.columns if c != VIOLATIONS),
             F.when(loser & ~same, append_violations(F.col(VIOLATIONS), dup_reason))
             .otherwise(F.col(VIOLATIONS))
             .alias(VIOLATIONS),
             (loser & same).alias(DROPPED),
         )
+        return single.unionByName(resolved)
 
     return _apply

@@ -52,7 +52,10 @@ def check_foreign_keys(entity: Entity, parent_keys: DataFrame) -> Transform:
             missing = F.col(f"_missing_{fk.column}")
             rule = entity.rule(fk.column, RuleKind.FOREIGN_KEY)
             found.append(
-                F.when(F.col("_fk_checked") & missing.isNotNull(), F.array(reason(rule, F.array_join(missing, ","))))
+                F.when(
+                    F.col("_fk_checked") & missing.isNotNull(),
+                    F.array(reason(rule, F.array_join(missing, ","))),
+                )
             )
         merged = F.col(VIOLATIONS)
         for f in found:

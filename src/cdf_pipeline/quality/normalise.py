@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -23,6 +24,7 @@ from cdf_pipeline.quality.reasons import VIOLATIONS, observed, reason, reasons_w
 Transform = Callable[[DataFrame], DataFrame]
 
 ORIGINAL = "_original"
+RAW = "_raw"
 FLAT_GEO = ("geo_lat", "geo_lon")
 
 
@@ -101,16 +103,25 @@ def _cast_failed(source_col: Column, source: T.DataType, result: Column) -> Colu
     return present & result.isNull()
 
 
-def normalise(entity: Entity, source_file: str | None = None) -> Transform:
+def normalise(
+    entity: Entity, source_file: str | None = None, *, extra_columns: str = "ignore"
+) -> Transform:
     """A transform from one file's raw DataFrame to the contract's columns.
 
-    Output columns: the contract fields in contract order (typed), ``_original`` (the row as the
-    customer sent it, as JSON), ``_source_file`` (when given) and ``_violations``.
+    Args:
+        entity: the contract to normalise to.
+        source_file: recorded in ``_source_file`` when given.
+        extra_columns: ``"ignore"`` drops columns the contract does not know (the caller reports
+            them); ``"quarantine"`` gives every row an ``<column>.extra_column`` violation.
+
+    Output columns: the contract fields in contract order (typed), ``_raw`` (the row as the
+    customer sent it, a struct: free until :func:`keep_original` renders it), ``_source_file``
+    (when given) and ``_violations``.
     """
 
     def _apply(df: DataFrame) -> DataFrame:
         types = {f.name: f.dataType for f in df.schema.fields}
-        original = F.to_json(F.struct(*(F.col(f"`{c}`") for c in df.columns)))
+        original = F.struct(*(F.col(f"`{c}`") for c in df.columns))
         drift = detect_drift(entity, df.columns)
         outputs: list[Column] = []
         failures: list[tuple[Column, Column]] = []
@@ -118,10 +129,14 @@ def normalise(entity: Entity, source_file: str | None = None) -> Transform:
             if f.name in drift.missing_required or f.name in drift.missing_optional:
                 outputs.append(F.lit(None).cast(spark_type(f.kind)).alias(f.name))
                 if f.name in drift.missing_required:
-                    failures.append((F.lit(True), reason(entity.rule(f.name, RuleKind.MISSING_COLUMN))))
+                    failures.append(
+                        (F.lit(True), reason(entity.rule(f.name, RuleKind.MISSING_COLUMN)))
+                    )
                 continue
             if f.kind is Kind.GEO and f.name not in types:
-                lat, lon = (_from_text(Field(n, Kind.DOUBLE, ""), F.col(n).cast("string")) for n in FLAT_GEO)
+                lat, lon = (
+                    _from_text(Field(n, Kind.DOUBLE, ""), F.col(n).cast("string")) for n in FLAT_GEO
+                )
                 src = F.to_json(F.struct(*(F.col(n) for n in FLAT_GEO)))
                 failed = (F.col(FLAT_GEO[0]).isNotNull() & lat.isNull()) | (
                     F.col(FLAT_GEO[1]).isNotNull() & lon.isNull()
@@ -137,12 +152,32 @@ def normalise(entity: Entity, source_file: str | None = None) -> Transform:
                 failed = _cast_failed(src_col, types[f.name], value)
             outputs.append(value.alias(f.name))
             failures.append((failed, reason(entity.rule(f.name, RuleKind.TYPE), src)))
+        if extra_columns == "quarantine":
+            for name in drift.extra:
+                failures.append((F.lit(True), reason(entity.rule(name, RuleKind.EXTRA_COLUMN))))
         extra = [F.lit(source_file).alias("_source_file")] if source_file is not None else []
         return df.select(
             *outputs,
-            original.alias(ORIGINAL),
+            original.alias(RAW),
             *extra,
             reasons_when(failures).alias(VIOLATIONS),
         )
+
+    return _apply
+
+
+def keep_original(rows: Literal["rejected", "all"] = "rejected") -> Transform:
+    """Replace ``_raw`` by ``_original``, the row as sent rendered as JSON.
+
+    Only rows with violations need it (for the quarantine), so by default the others get null:
+    rendering every row of a million-row batch as JSON, and keeping it, costs more than the rest of
+    the validation.
+    """
+
+    def _apply(df: DataFrame) -> DataFrame:
+        text = F.to_json(F.col(RAW))
+        if rows == "rejected":
+            text = F.when(F.size(F.col(VIOLATIONS)) > 0, text)
+        return df.select(*(text.alias(ORIGINAL) if c == RAW else F.col(c) for c in df.columns))
 
     return _apply

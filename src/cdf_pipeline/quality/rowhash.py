@@ -20,5 +20,13 @@ def content_columns(entity: Entity) -> list[str]:
 
 
 def row_hash(entity: Entity) -> Column:
-    """SHA-256 (hex) of the row's content columns, stable across runs and Spark versions."""
-    return F.sha2(F.to_json(F.struct(*content_columns(entity))), 256)
+    """64-bit xxHash of the row's content columns, as 16 hex digits.
+
+    It only ever compares two versions of the same key, where a 64-bit collision (about 1 in
+    1.8e19) is negligible; hashing the columns directly is several times cheaper than SHA-256
+    over a JSON rendering of the row, which mattered at a million rows.
+    """
+    cols = content_columns(entity)
+    # Spark's hash skips nulls, so (null, "x") and ("x", null) would collide without this mask.
+    nulls = F.concat(*(F.when(F.col(c).isNull(), "1").otherwise("0") for c in cols))
+    return F.lpad(F.hex(F.xxhash64(nulls, *cols)), 16, "0")

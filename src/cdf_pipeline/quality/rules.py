@@ -14,7 +14,13 @@ from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts.model import FORMAT_PATTERNS, Entity, Field, Kind, Rule, RuleKind
 from cdf_pipeline.contracts.schemas import spark_type
-from cdf_pipeline.quality.reasons import VIOLATIONS, append_violations, observed, reason, reasons_when
+from cdf_pipeline.quality.reasons import (
+    VIOLATIONS,
+    append_violations,
+    observed,
+    reason,
+    reasons_when,
+)
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -83,7 +89,12 @@ def row_reasons(entity: Entity, tenant: str, now: Column) -> Column:
     pairs = []
     for rule in entity.row_rules:
         f = _field(entity, rule)
-        pairs.append((_condition(entity, rule, now), reason(rule, observed(F.col(f.name), spark_type(f.kind)))))
+        pairs.append(
+            (
+                _condition(entity, rule, now),
+                reason(rule, observed(F.col(f.name), spark_type(f.kind))),
+            )
+        )
     tenant_rule = entity.rule("tenant_id", RuleKind.TENANT_MATCH)
     tenant_col = F.col("tenant_id")
     pairs.append(
