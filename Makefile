@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ROOT ?= ./lakehouse
+DEMO_ROOT ?= ./lakehouse-demo
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test test-fast lint typecheck docs bench clean
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
 demo: $(STAMP) ## the main command: generate two tenants, run the silver job twice, print summaries
-	$(BIN)/python -m cdf_pipeline.demo --root $(ROOT)
+	$(BIN)/python -m cdf_pipeline.demo --root $(DEMO_ROOT)
 
 test: $(STAMP) ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q
@@ -48,4 +49,4 @@ bench: $(STAMP) ## run every benchmark script (prints the figures for docs/bench
 	$(BIN)/python benchmarks/generator_bench.py
 
 clean: ## remove the local lakehouse and caches (keeps .venv)
-	rm -rf $(ROOT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse
+	rm -rf $(ROOT) $(DEMO_ROOT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse

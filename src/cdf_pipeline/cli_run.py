@@ -1,0 +1,159 @@
+"""``cdf run`` (the silver job for one tenant) and ``cdf runs`` (its history from ``ops.runs``).
+
+``jobs/silver_job.py`` calls :func:`run_silver` too, so spark-submit and the CLI share one path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from cdf_pipeline.config import PROFILES, Settings, load_settings
+from cdf_pipeline.pipeline.summary import RunSummary
+
+logger = logging.getLogger(__name__)
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """Options every Spark sub-command takes."""
+    p.add_argument("--tenant", required=True, help="tenant id (lowercase identifier, e.g. acme)")
+    p.add_argument(
+        "--profile",
+        default="local",
+        help=f"configuration profile: {', '.join(PROFILES)} "
+        "(default: local, the embedded lakehouse)",
+    )
+    p.add_argument("--root", help="local root directory (default: $CDF_ROOT or ./lakehouse)")
+    p.add_argument(
+        "--json", action="store_true", help="print a machine-readable summary as the last line"
+    )
+
+
+def register(subs: argparse._SubParsersAction) -> None:
+    run = subs.add_parser(
+        "run",
+        help="run the silver job for one tenant",
+        description="Read the tenant's new raw files, validate them against the contracts, "
+        "enforce primary and foreign keys, quarantine what fails with reasons, audit, and MERGE "
+        "the rest into the Iceberg silver tables. Files already ingested are skipped, so running "
+        "twice changes nothing. Exit code: 0 on success or nothing to do, 1 when a file failed "
+        "or an audit stopped the publish, 2 on bad arguments or configuration.",
+    )
+    add_common(run)
+    run.set_defaults(func=cmd_run)
+    runs = subs.add_parser(
+        "runs",
+        help="list a tenant's past runs from ops.runs",
+        description="List the tenant's latest runs (newest first) with their counts and status.",
+    )
+    add_common(runs)
+    runs.add_argument("--limit", type=int, default=20, help="how many runs to show (default 20)")
+    runs.set_defaults(func=cmd_runs)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {"root": args.root} if args.root else {}
+    return load_settings(args.profile, tenant=args.tenant, overrides=overrides)
+
+
+def run_silver(settings: Settings, tenant: str) -> RunSummary:
+    """Build the session, run one tenant, return the summary (the one path for every caller)."""
+    from cdf_pipeline.pipeline.silver import run_tenant
+    from cdf_pipeline.spark import build_session
+
+    spark = build_session(settings, app_name=f"cdf-silver-{tenant}")
+    return run_tenant(spark, settings, tenant)
+
+
+def format_summary(s: RunSummary) -> str:
+    """A short human-readable summary of one run."""
+    lines = [f"tenant {s.tenant}  run {s.run_id}  {s.status}  ({s.seconds:.1f} s)"]
+    if s.message:
+        lines.append(f"  {s.message}")
+    if s.entities:
+        header = f"  {'entity':<10}" + "".join(
+            f"{k:>12}"
+            for k in (
+                "read",
+                "inserted",
+                "updated",
+                "unchanged",
+                "stale",
+                "quarantined",
+                "dup.dropped",
+                "promoted",
+            )
+        )
+        lines.append(header)
+        for name, c in s.entities.items():
+            vals = (
+                c.read,
+                c.inserted,
+                c.updated,
+                c.unchanged,
+                c.stale,
+                c.quarantined,
+                c.duplicates_dropped,
+                c.promoted,
+            )
+            lines.append(f"  {name:<10}" + "".join(f"{v:>12,}" for v in vals))
+        lines.append(f"  pass rate {s.pass_rate:.2%}")
+        if s.violations:
+            lines.append(
+                "  quarantined by reason: "
+                + ", ".join(f"{k} {v:,}" for k, v in s.violations.items())
+            )
+    for f in s.files:
+        if f.error:
+            lines.append(f"  FAILED {f.file}: {f.error}")
+        if f.note:
+            lines.append(f"  DRIFT {f.file}: {f.note}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    summary = run_silver(settings, args.tenant)
+    print(format_summary(summary), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(summary.to_json())
+    return summary.exit_code
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from cdf_pipeline.lakehouse import ops
+    from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
+    from cdf_pipeline.spark import build_session
+
+    settings = settings_from_args(args)
+    spark = build_session(settings, app_name="cdf-runs")
+    names = TableNames(settings.catalog.name)
+    ensure_tables(spark, names)
+    rows = ops.list_runs(spark, names, args.tenant, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    if not rows:
+        print(f"no runs recorded for tenant {args.tenant}")
+        return 0
+    cols = (
+        "started_at",
+        "run_id",
+        "status",
+        "read",
+        "inserted",
+        "updated",
+        "unchanged",
+        "stale",
+        "quarantined",
+        "duplicates_dropped",
+        "pass_rate",
+        "duration_s",
+    )
+    print("  ".join(cols))
+    for r in rows:
+        print("  ".join(str(r[c]) for c in cols))
+    return 0

@@ -1,0 +1,120 @@
+"""The quarantine tables: every rejected row with its original values and structured reasons.
+
+Rows are keyed by ``(tenant, source file, hash of the original row, occurrence)``, so a rerun after
+a crash inserts nothing twice. Parts rejected only for missing suppliers stay ``OPEN`` and are
+re-checked by later runs; once promoted to silver they are marked ``RESOLVED``, never deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from cdf_pipeline.contracts import RULE_SET_VERSION, Entity, RuleKind
+from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.quality.normalise import ORIGINAL
+from cdf_pipeline.quality.reasons import VIOLATIONS
+from cdf_pipeline.tenants import validate_tenant_id
+
+Transform = Callable[[DataFrame], DataFrame]
+
+OPEN, RESOLVED = "OPEN", "RESOLVED"
+KEY = "_quarantine_key"
+
+
+def quarantine_rows(entity: Entity, tenant: str, run_id: str, now: datetime) -> Transform:
+    """Rejected batch rows -> quarantine table rows (pure; key derived from the row as sent).
+
+    Every row is filed under the tenant being run, whatever its ``tenant_id`` says: a row naming
+    another tenant (or none) must not land in that tenant's partition. The value as sent stays in
+    ``_original`` and in the ``tenant_id.tenant_mismatch`` reason.
+    """
+
+    def _apply(rejected: DataFrame) -> DataFrame:
+        # Rows rejected only for their keys (duplicates, missing parents) passed every value check,
+        # so their normalised values are what was sent, bar trimming and case.
+        as_sent = F.coalesce(F.col(ORIGINAL), F.to_json(F.struct(*entity.field_names)))
+        original_hash = F.sha2(as_sent, 256)
+        w = Window.partitionBy("tenant_id", "_source_file", original_hash).orderBy(original_hash)
+        occurrence = F.row_number().over(w)
+        key = F.sha2(
+            F.concat_ws("|", F.lit(tenant), "_source_file", original_hash, occurrence), 256
+        )
+        owner = F.lit(validate_tenant_id(tenant)).alias("tenant_id")
+        return rejected.select(
+            *(owner if c == "tenant_id" else F.col(c) for c in entity.field_names),
+            as_sent.alias(ORIGINAL),
+            VIOLATIONS,
+            "_source_file",
+            F.lit(run_id).alias("_run_id"),
+            F.lit(RULE_SET_VERSION).alias("_rule_set_version"),
+            F.lit(now).alias("_quarantined_at"),
+            key.alias(KEY),
+            F.lit(OPEN).alias("_status"),
+            F.lit(None).cast("string").alias("_resolved_run_id"),
+            F.lit(None).cast("timestamp").alias("_resolved_at"),
+        )
+
+    return _apply
+
+
+def write_quarantine(
+    spark: SparkSession, names: TableNames, entity: Entity, tenant: str, rows: DataFrame, view: str
+) -> None:
+    """Insert quarantine rows whose key is not there yet (idempotent)."""
+    tenant = validate_tenant_id(tenant)
+    rows.createOrReplaceTempView(view)
+    try:
+        spark.sql(
+            f"""
+            MERGE INTO {names.quarantine(entity)} t USING {view} s
+            ON t.tenant_id = '{tenant}' AND t.{KEY} = s.{KEY}
+            WHEN NOT MATCHED THEN INSERT *
+            """
+        )
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def open_fk_only(spark: SparkSession, names: TableNames, entity: Entity, tenant: str) -> DataFrame:
+    """OPEN quarantine rows of the tenant whose every reason is a missing foreign key."""
+    fk_codes = [entity.rule(fk.column, RuleKind.FOREIGN_KEY).code for fk in entity.foreign_keys]
+    table = spark.table(names.quarantine(entity))
+    only_fk = F.forall(F.col(VIOLATIONS), lambda r: r["rule"].isin(*fk_codes))
+    return table.where(
+        (F.col("tenant_id") == F.lit(validate_tenant_id(tenant)))
+        & (F.col("_status") == F.lit(OPEN))
+        & (F.size(VIOLATIONS) > 0)
+        & only_fk
+    )
+
+
+def resolve(
+    spark: SparkSession,
+    names: TableNames,
+    entity: Entity,
+    tenant: str,
+    keys: DataFrame,
+    run_id: str,
+    now: datetime,
+    view: str,
+) -> None:
+    """Mark the quarantine rows with these ``_quarantine_key`` values RESOLVED by ``run_id``."""
+    tenant = validate_tenant_id(tenant)
+    keys.select(KEY).distinct().createOrReplaceTempView(view)
+    stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
+    try:
+        spark.sql(
+            f"""
+            MERGE INTO {names.quarantine(entity)} t USING {view} s
+            ON t.tenant_id = '{tenant}' AND t.{KEY} = s.{KEY}
+            WHEN MATCHED AND t._status = '{OPEN}' THEN UPDATE SET
+              t._status = '{RESOLVED}', t._resolved_run_id = '{run_id}',
+              t._resolved_at = TIMESTAMP '{stamp}'
+            """
+        )
+    finally:
+        spark.catalog.dropTempView(view)

@@ -1,0 +1,159 @@
+"""The Iceberg tables of the lakehouse, created idempotently from the contracts.
+
+Silver tables are merge-on-read: a change batch writes its new rows plus small delete files
+instead of rewriting every data file it touches. Measured on these machines, a 10k-row change into
+1M rows costs 4.1 s merge-on-read against 15.9 s copy-on-write; readers pay a little to apply
+deletes until compaction (``rewrite_data_files``) folds them in. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from cdf_pipeline.contracts import ENTITIES, Entity
+from cdf_pipeline.contracts.schemas import iceberg_columns_sql
+
+REASONS_SQL = "array<struct<rule:string,column:string,value:string>>"
+
+_SILVER_PROPERTIES = {
+    "format-version": "2",
+    "write.merge.mode": "merge-on-read",
+    "write.update.mode": "merge-on-read",
+    "write.delete.mode": "merge-on-read",
+    "write.parquet.compression-codec": "zstd",
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "50",
+    # Parallel tenant jobs commit to the same table: retry optimistic-concurrency conflicts.
+    "commit.retry.num-retries": "10",
+    "commit.retry.min-wait-ms": "200",
+}
+_SMALL_PROPERTIES = {
+    "format-version": "2",
+    "write.merge.mode": "merge-on-read",
+    "write.update.mode": "merge-on-read",
+    "commit.retry.num-retries": "10",
+}
+
+QUARANTINE_EXTRA = f"""`_original` string,
+  `_violations` {REASONS_SQL},
+  `_source_file` string,
+  `_run_id` string,
+  `_rule_set_version` string,
+  `_quarantined_at` timestamp,
+  `_quarantine_key` string,
+  `_status` string,
+  `_resolved_run_id` string,
+  `_resolved_at` timestamp"""
+
+RUNS_COLUMNS = """`tenant_id` string,
+  `run_id` string,
+  `trace_id` string,
+  `status` string,
+  `message` string,
+  `started_at` timestamp,
+  `finished_at` timestamp,
+  `duration_s` double,
+  `inputs` array<struct<entity:string,file:string,sha256:string,rows:bigint,
+    status:string,error:string,note:string>>,
+  `read` bigint,
+  `inserted` bigint,
+  `updated` bigint,
+  `unchanged` bigint,
+  `stale` bigint,
+  `quarantined` bigint,
+  `duplicates_dropped` bigint,
+  `promoted` bigint,
+  `pass_rate` double,
+  `entity_counts` map<string,map<string,bigint>>,
+  `violation_counts` map<string,bigint>,
+  `snapshots_before` map<string,bigint>,
+  `snapshots_after` map<string,bigint>,
+  `audits` array<struct<name:string,passed:boolean,detail:string>>,
+  `rule_set_version` string"""
+
+FILES_COLUMNS = """`tenant_id` string,
+  `entity` string,
+  `file` string,
+  `sha256` string,
+  `rows` bigint,
+  `run_id` string,
+  `ingested_at` timestamp,
+  `status` string,
+  `error` string,
+  `note` string"""
+
+
+@dataclass(frozen=True)
+class TableNames:
+    """Fully qualified names of every table, for one catalog."""
+
+    catalog: str
+
+    def silver(self, entity: Entity | str) -> str:
+        return f"{self.catalog}.silver.{_name(entity)}"
+
+    def quarantine(self, entity: Entity | str) -> str:
+        return f"{self.catalog}.quarantine.{_name(entity)}"
+
+    @property
+    def runs(self) -> str:
+        return f"{self.catalog}.ops.runs"
+
+    @property
+    def ingested_files(self) -> str:
+        return f"{self.catalog}.ops.ingested_files"
+
+
+def _name(entity: Entity | str) -> str:
+    return entity if isinstance(entity, str) else entity.name
+
+
+def _props(props: dict[str, str]) -> str:
+    return ", ".join(f"'{k}'='{v}'" for k, v in props.items())
+
+
+def table_ddl(names: TableNames) -> list[str]:
+    """Every ``CREATE ... IF NOT EXISTS`` statement, in creation order."""
+    stmts = [
+        f"CREATE NAMESPACE IF NOT EXISTS {names.catalog}.{ns}"
+        for ns in ("silver", "quarantine", "ops")
+    ]
+    for e in ENTITIES.values():
+        stmts.append(
+            f"CREATE TABLE IF NOT EXISTS {names.silver(e)} (\n  {iceberg_columns_sql(e)}\n)\n"
+            "USING iceberg\n"
+            f"PARTITIONED BY (tenant_id, bucket({e.key_buckets}, {e.primary_key}))\n"
+            f"TBLPROPERTIES ({_props(_SILVER_PROPERTIES)})"
+        )
+        stmts.append(
+            f"CREATE TABLE IF NOT EXISTS {names.quarantine(e)} (\n"
+            f"  {iceberg_columns_sql(e, with_lineage=False)},\n  {QUARANTINE_EXTRA}\n)\n"
+            "USING iceberg\n"
+            f"PARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_SMALL_PROPERTIES)})"
+        )
+    stmts.append(
+        f"CREATE TABLE IF NOT EXISTS {names.runs} (\n  {RUNS_COLUMNS}\n) USING iceberg\n"
+        f"PARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_SMALL_PROPERTIES)})"
+    )
+    stmts.append(
+        f"CREATE TABLE IF NOT EXISTS {names.ingested_files} (\n  {FILES_COLUMNS}\n) USING iceberg\n"
+        f"PARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_SMALL_PROPERTIES)})"
+    )
+    return stmts
+
+
+def ensure_tables(spark: SparkSession, names: TableNames) -> None:
+    """Create every namespace and table that does not exist yet (safe to call on every run)."""
+    for stmt in table_ddl(names):
+        spark.sql(stmt)
+
+
+def current_snapshot_ids(spark: SparkSession, tables: list[str]) -> dict[str, int]:
+    """Current snapshot id of each table that has one, keyed ``namespace.table`` (one query)."""
+    union = " UNION ALL ".join(
+        f"SELECT '{t.split('.', 1)[1]}' AS t, snapshot_id FROM {t}.refs WHERE name = 'main'"
+        for t in tables
+    )
+    return {r["t"]: int(r["snapshot_id"]) for r in spark.sql(union).collect()}

@@ -1,0 +1,1 @@
+"""The silver job: one tenant run from raw files to published silver, quarantine and ops records."""

@@ -1,0 +1,131 @@
+"""The audits of write-audit-publish, run on the staged state before anything is published.
+
+Each audit checks what this run would write against silver as it is, so a failing audit leaves
+silver untouched. The key and reference audits are incremental: silver satisfied them before the
+run (every earlier publish passed them) and rows are never deleted, so checking the rows written
+keeps the invariant for the whole tenant without rescanning it.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdf_pipeline.config import Settings
+from cdf_pipeline.contracts import ENTITIES, Entity
+from cdf_pipeline.lakehouse import merge
+from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.pipeline.stage import StagedEntity
+from cdf_pipeline.pipeline.summary import Audit
+from cdf_pipeline.quality.foreign_keys import PARENT_KEY, check_foreign_keys
+from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE
+from cdf_pipeline.tenants import validate_tenant_id
+
+
+def _silver(spark: SparkSession, names: TableNames, entity: Entity, tenant: str) -> DataFrame:
+    return spark.table(names.silver(entity)).where(F.col("tenant_id") == validate_tenant_id(tenant))
+
+
+def parent_keys(
+    spark: SparkSession, names: TableNames, parent: StagedEntity, tenant: str
+) -> DataFrame:
+    """The parent entity's keys once this run is published: silver's plus this run's valid rows."""
+    pk = parent.entity.primary_key
+    keys = _silver(spark, names, parent.entity, tenant).select(F.col(pk).alias(PARENT_KEY))
+    staged = parent.valid_keys()
+    return keys if staged is None else keys.unionByName(staged)
+
+
+def count_invariant(staged: StagedEntity) -> Audit:
+    """read + promoted = inserted + updated + unchanged + stale + quarantined + dropped copies."""
+    c = staged.counts
+    left = c.read + c.promoted
+    right = c.inserted + c.updated + c.unchanged + c.stale + c.quarantined + c.duplicates_dropped
+    return Audit(
+        f"{staged.entity.name}.count_invariant",
+        left == right,
+        f"read {c.read} + promoted {c.promoted} = {left}; outcomes add up to {right}",
+    )
+
+
+def primary_key_unique(
+    spark: SparkSession, names: TableNames, staged: StagedEntity, tenant: str
+) -> Audit:
+    """No key is written twice, and no "new" key already exists in silver.
+
+    With silver unique before the run (the previous runs' audit), that keeps it unique after.
+    """
+    name = f"{staged.entity.name}.primary_key_unique"
+    changes = staged.changes
+    if changes is None:
+        return Audit(name, True, "nothing to write")
+    pk = staged.entity.primary_key
+    current = _silver(spark, names, staged.entity, tenant).select(
+        pk, F.lit(True).alias("_in_silver")
+    )
+    joined = changes.select(pk, merge.OUTCOME).join(current, pk, "left")
+    row = joined.agg(
+        (F.count(F.lit(1)) - F.countDistinct(pk)).alias("twice"),
+        F.sum(
+            F.when((F.col(merge.OUTCOME) == merge.INSERT) & F.col("_in_silver"), 1).otherwise(0)
+        ).alias("clash"),
+    ).first()
+    twice, clash = (int(row["twice"] or 0), int(row["clash"] or 0)) if row else (0, 0)
+    return Audit(
+        name,
+        twice == 0 and clash == 0,
+        f"{twice} keys written twice, {clash} new keys already in silver",
+    )
+
+
+def foreign_keys_closed(
+    spark: SparkSession,
+    names: TableNames,
+    child: StagedEntity,
+    parents: DataFrame,
+    tenant: str,
+) -> Audit:
+    """Every row this run writes references only parents that exist once it is published.
+
+    Silver rows the run does not touch were closed before (previous audits) and parents are never
+    deleted, so checking the written rows keeps the whole tenant closed.
+    """
+    e = child.entity
+    name = f"{e.name}.foreign_keys_closed"
+    changes = child.changes
+    if changes is None:
+        return Audit(name, True, "nothing to write")
+    cols = [e.primary_key, *(fk.column for fk in e.foreign_keys)]
+    rows = changes.select(*cols).withColumn(VIOLATIONS, F.array().cast(VIOLATIONS_TYPE))
+    orphans = rows.transform(check_foreign_keys(e, parents)).where(F.size(VIOLATIONS) > 0).count()
+    return Audit(name, orphans == 0, f"{orphans} written rows with missing parents")
+
+
+def pass_rate(settings: Settings, staged: dict[str, StagedEntity]) -> Audit:
+    read = sum(s.counts.read + s.counts.promoted for s in staged.values())
+    bad = sum(s.counts.quarantined for s in staged.values())
+    rate = 1.0 if read == 0 else 1 - bad / read
+    floor = settings.quality.min_pass_rate
+    return Audit("pass_rate", rate >= floor, f"{rate:.4f} of rows valid; minimum {floor:.4f}")
+
+
+def run_audits(
+    spark: SparkSession,
+    settings: Settings,
+    names: TableNames,
+    staged: dict[str, StagedEntity],
+    tenant: str,
+) -> list[Audit]:
+    """Every audit, in a stable order."""
+    audits = [count_invariant(s) for s in staged.values()]
+    audits.append(pass_rate(settings, staged))
+    audits += [primary_key_unique(spark, names, s, tenant) for s in staged.values()]
+    for s in staged.values():
+        referenced = {fk.entity for fk in s.entity.foreign_keys}
+        for parent_name in sorted(referenced):
+            parent = staged.get(parent_name) or StagedEntity(
+                ENTITIES[parent_name], None, None, None
+            )
+            keys = parent_keys(spark, names, parent, tenant)
+            audits.append(foreign_keys_closed(spark, names, s, keys, tenant))
+    return audits

@@ -1,0 +1,304 @@
+"""One tenant run of the silver job: discover -> stage -> audit -> publish -> record.
+
+Publishing writes, in order: quarantine rows (insert-if-absent), silver MERGEs (inserts and
+newer-and-different updates only), resolution of promoted quarantine rows, the run record, and
+last the ingested-files manifest. Every step is idempotent, so a run killed at any point and run
+again ends in the same silver and quarantine state as one clean run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from cdf_pipeline.config import Settings, default_conf_dir
+from cdf_pipeline.contracts import ENTITIES, PARTS, RULE_SET_VERSION, SUPPLIERS
+from cdf_pipeline.exceptions import CdfError
+from cdf_pipeline.ingest.files import RawFile, discover, inspect_file, tenant_raw_dir
+from cdf_pipeline.lakehouse import merge, ops, quarantine
+from cdf_pipeline.lakehouse.tables import TableNames, current_snapshot_ids, ensure_tables
+from cdf_pipeline.pipeline import summary as S
+from cdf_pipeline.pipeline.audits import parent_keys, run_audits
+from cdf_pipeline.pipeline.stage import StagedEntity, stage_entity
+from cdf_pipeline.quality.normalise import detect_drift
+from cdf_pipeline.telemetry import current_trace_id, stage
+from cdf_pipeline.tenants import validate_tenant_id
+
+logger = logging.getLogger(__name__)
+
+
+def new_run_id(now: datetime) -> str:
+    """Sortable, unique run id: UTC time plus random bits (``20261122T101500Z-3f9a1c2e``)."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def _select_new_files(
+    spark: SparkSession, names: TableNames, settings: Settings, tenant: str
+) -> tuple[dict[str, list[RawFile]], list[RawFile], int, bool]:
+    """(good new files per entity, unreadable files, skipped count, tenant has any raw files)."""
+    found = discover(settings.raw_uri, tenant)
+    any_files = any(found.values())
+    done = ops.ingested_hashes(spark, names, tenant) if any_files else set()
+    new: dict[str, list[RawFile]] = {name: [] for name in ENTITIES}
+    bad: list[RawFile] = []
+    skipped = 0
+    seen: set[str] = set()
+    for name, paths in found.items():
+        for path in paths:
+            raw = inspect_file(name, path)
+            if raw.sha256 in done or raw.sha256 in seen:
+                skipped += 1
+                continue
+            seen.add(raw.sha256)
+            (bad if raw.error else new[name]).append(raw)
+    return new, bad, skipped, any_files
+
+
+def drift_note(raw: RawFile, extra_policy: str) -> str | None:
+    """A one-line description of how the file's columns differ from the contract (or None)."""
+    drift = detect_drift(ENTITIES[raw.entity], list(raw.columns))
+    notes = []
+    if drift.missing_required:
+        notes.append(
+            f"missing required columns {', '.join(drift.missing_required)} (rows quarantined)"
+        )
+    if drift.extra:
+        action = "ignored" if extra_policy == "ignore" else "rows quarantined"
+        notes.append(f"extra columns {', '.join(drift.extra)} ({action})")
+    if notes:
+        logger.warning("schema drift in %s: %s", raw.name, "; ".join(notes))
+    return "; ".join(notes) or None
+
+
+def _snapshots(spark: SparkSession, names: TableNames) -> dict[str, int]:
+    tables = [t(e) for e in ENTITIES.values() for t in (names.silver, names.quarantine)]
+    return current_snapshot_ids(spark, tables)
+
+
+def _is_known(spark: SparkSession, names: TableNames, tenant: str, any_files: bool) -> bool:
+    conf_file = default_conf_dir() / "tenants" / f"{tenant}.yaml"
+    return any_files or conf_file.is_file() or ops.has_history(spark, names, tenant)
+
+
+def run_tenant(
+    spark: SparkSession, settings: Settings, tenant: str, *, now: datetime | None = None
+) -> S.RunSummary:
+    """Run the silver job for one tenant and return what it did.
+
+    Raises:
+        CdfError: when a write fails after staging (the run is recorded as FAILED first).
+    """
+    tenant = validate_tenant_id(tenant)
+    now = now or datetime.now(timezone.utc)
+    started = time.monotonic()
+    names = TableNames(settings.catalog.name)
+    run = S.RunSummary(tenant=tenant, run_id=new_run_id(now), status=S.FAILED)
+    with stage("cdf.silver_run", **{"cdf.tenant": tenant, "cdf.run_id": run.run_id}) as span:
+        run.trace_id = current_trace_id()
+        ensure_tables(spark, names)
+        new, bad, run.skipped_files, any_files = _select_new_files(spark, names, settings, tenant)
+        run.files = [
+            S.FileResult(f.entity, f.path, f.sha256, None, ops.FAILED, f.error) for f in bad
+        ]
+        if not any(new.values()):
+            _finish_without_data(spark, names, settings, run, any_files, now, started)
+            span.set_attribute("cdf.status", run.status)
+            return run
+        run.snapshots_before = _snapshots(spark, names)
+        staged: dict[str, StagedEntity] = {}
+        try:
+            staged[SUPPLIERS.name] = stage_entity(
+                spark, settings, names, SUPPLIERS, tenant, new[SUPPLIERS.name],
+                run_id=run.run_id, now=now, parent_keys=None,
+            )  # fmt: skip
+            keys = parent_keys(spark, names, staged[SUPPLIERS.name], tenant)
+            staged[PARTS.name] = stage_entity(
+                spark, settings, names, PARTS, tenant, new[PARTS.name],
+                run_id=run.run_id, now=now, parent_keys=keys,
+            )  # fmt: skip
+            run.entities = {name: s.counts for name, s in staged.items()}
+            with stage("audits", **{"cdf.tenant": tenant}):
+                run.audits = run_audits(spark, settings, names, staged, tenant)
+            if all(a.passed for a in run.audits):
+                _publish(spark, names, staged, tenant, run.run_id, now)
+                run.status = S.PARTIAL if bad else S.SUCCEEDED
+                run.message = f"{len(bad)} file(s) could not be read" if bad else ""
+                published = True
+            else:
+                run.status = S.AUDIT_FAILED
+                failed = [f"{a.name} ({a.detail})" for a in run.audits if not a.passed]
+                run.message = "audit failed, silver left unchanged: " + "; ".join(failed)
+                published = False
+            run.snapshots_after = _snapshots(spark, names)
+            good = [f for files in new.values() for f in files]
+            run.files += [
+                S.FileResult(
+                    f.entity,
+                    f.path,
+                    f.sha256,
+                    f.rows,
+                    ops.INGESTED if published else "STAGED",
+                    note=drift_note(f, settings.quality.extra_columns),
+                )
+                for f in good
+            ]
+            run.seconds = time.monotonic() - started
+            with stage("record_run", **{"cdf.tenant": tenant}):
+                ops.record_run(spark, names, _run_row(run, now))
+                manifest = [
+                    _file_row(tenant, run.run_id, now, f) for f in run.files if f.status != "STAGED"
+                ]
+                ops.record_files(spark, names, manifest)
+        except CdfError:
+            raise
+        except Exception as exc:
+            run.status = S.FAILED
+            run.message = f"{type(exc).__name__} during the run; see the job log"
+            run.seconds = time.monotonic() - started
+            span.record_exception(exc)
+            _record_failure(spark, names, run, now)
+            raise CdfError(
+                f"silver run {run.run_id} for tenant {tenant} failed: {run.message}"
+            ) from exc
+        finally:
+            for s in staged.values():
+                s.release()
+        span.set_attribute("cdf.status", run.status)
+    return run
+
+
+def _record_failure(
+    spark: SparkSession, names: TableNames, run: S.RunSummary, now: datetime
+) -> None:
+    """Best effort: a run that failed mid-way still leaves a FAILED row in ops.runs."""
+    try:
+        ops.record_run(spark, names, _run_row(run, now))
+    except Exception as exc:  # the original failure is what the caller must see
+        logger.warning("could not record failed run %s: %s", run.run_id, type(exc).__name__)
+
+
+def _publish(
+    spark: SparkSession,
+    names: TableNames,
+    staged: dict[str, StagedEntity],
+    tenant: str,
+    run_id: str,
+    now: datetime,
+) -> None:
+    """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows."""
+    suffix = run_id.replace("-", "_")
+    for name, s in staged.items():
+        if s.rejected is not None:
+            with stage("quarantine_write", **{"cdf.entity": name}):
+                quarantine.write_quarantine(
+                    spark, names, s.entity, tenant, s.rejected, f"q_{name}_{suffix}"
+                )
+    for name, s in staged.items():
+        lineage = merge.with_lineage(s.entity, run_id, now)
+        attrs = {"cdf.entity": name, "cdf.table": names.silver(s.entity)}
+        if s.counts.inserted:
+            with stage("append", **attrs):
+                merge.append_inserts(names, s.entity, s.outcome(merge.INSERT).transform(lineage))
+        if s.counts.updated:
+            with stage("merge", **attrs):
+                rows = s.outcome(merge.UPDATE).transform(lineage)
+                merge.merge_updates(spark, names, s.entity, tenant, rows, f"m_{name}_{suffix}")
+    for name, s in staged.items():
+        if s.promoted_keys is not None and s.counts.promoted > 0:
+            with stage("quarantine_resolve", **{"cdf.entity": name}):
+                quarantine.resolve(
+                    spark,
+                    names,
+                    s.entity,
+                    tenant,
+                    s.promoted_keys,
+                    run_id,
+                    now,
+                    f"r_{name}_{suffix}",
+                )
+
+
+def _finish_without_data(
+    spark: SparkSession,
+    names: TableNames,
+    settings: Settings,
+    run: S.RunSummary,
+    any_files: bool,
+    now: datetime,
+    started: float,
+) -> None:
+    raw_dir = tenant_raw_dir(settings.raw_uri, run.tenant)
+    if not _is_known(spark, names, run.tenant, any_files):
+        run.status = S.UNKNOWN_TENANT
+        run.message = (
+            f"unknown tenant {run.tenant!r}: no raw files under {raw_dir}, no run history and no "
+            f"conf/tenants/{run.tenant}.yaml; check the id, or create data with "
+            f"'cdf generate --tenants {run.tenant}'"
+        )
+    elif run.files:
+        run.status = S.FAILED
+        run.message = f"nothing ingested: {len(run.files)} new file(s) could not be read"
+        ops.record_files(
+            spark, names, [_file_row(run.tenant, run.run_id, now, f) for f in run.files]
+        )
+    else:
+        run.status = S.NOTHING_NEW
+        run.message = (
+            f"nothing new to ingest for {run.tenant} ({run.skipped_files} file(s) already ingested)"
+        )
+    run.seconds = time.monotonic() - started
+
+
+def _file_row(tenant: str, run_id: str, now: datetime, f: S.FileResult) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant,
+        "entity": f.entity,
+        "file": os.path.relpath(f.file) if not f.file.startswith("/") else str(Path(f.file)),
+        "sha256": f.sha256,
+        "rows": f.rows,
+        "run_id": run_id,
+        "ingested_at": now,
+        "status": f.status,
+        "error": f.error,
+        "note": f.note,
+    }
+
+
+def _run_row(run: S.RunSummary, now: datetime) -> dict[str, Any]:
+    return {
+        "tenant_id": run.tenant,
+        "run_id": run.run_id,
+        "trace_id": run.trace_id,
+        "status": run.status,
+        "message": run.message,
+        "started_at": now,
+        "finished_at": datetime.now(timezone.utc),
+        "duration_s": round(run.seconds, 3),
+        "inputs": [
+            {
+                "entity": f.entity,
+                "file": f.file,
+                "sha256": f.sha256,
+                "rows": f.rows,
+                "status": f.status,
+                "error": f.error,
+                "note": f.note,
+            }
+            for f in run.files
+        ],
+        **{k: run.total(k) for k in S.COUNT_KEYS},
+        "pass_rate": run.pass_rate,
+        "entity_counts": {n: c.as_map() for n, c in run.entities.items()},
+        "violation_counts": run.violations,
+        "snapshots_before": run.snapshots_before,
+        "snapshots_after": run.snapshots_after,
+        "audits": [{"name": a.name, "passed": a.passed, "detail": a.detail} for a in run.audits],
+        "rule_set_version": RULE_SET_VERSION,
+    }

@@ -1,0 +1,202 @@
+"""Stage one entity of a tenant run: everything up to (not including) the writes.
+
+The staged result holds the batch with its outcome per row, the MERGE input and the quarantine
+rows, persisted once so counting, auditing and writing do not recompute the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from cdf_pipeline.config import Settings
+from cdf_pipeline.contracts import Entity
+from cdf_pipeline.ingest.files import RawFile
+from cdf_pipeline.ingest.read import read_normalised
+from cdf_pipeline.lakehouse import merge
+from cdf_pipeline.lakehouse.quarantine import KEY, open_fk_only, quarantine_rows
+from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.pipeline.summary import EntityCounts
+from cdf_pipeline.quality.dedupe import DROPPED, deduplicate
+from cdf_pipeline.quality.foreign_keys import PARENT_KEY, check_foreign_keys
+from cdf_pipeline.quality.normalise import keep_original
+from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE, codes
+from cdf_pipeline.quality.rowhash import ROW_HASH, row_hash
+from cdf_pipeline.quality.rules import validate
+from cdf_pipeline.telemetry import stage
+
+QUARANTINED, DUPLICATE_DROPPED = "quarantined", "duplicates_dropped"
+
+
+@dataclass
+class StagedEntity:
+    """One entity of a run, staged: ready to audit and to write."""
+
+    entity: Entity
+    classified: DataFrame | None  # valid rows (batch + promoted) with merge._outcome
+    rejected: DataFrame | None  # quarantine table rows
+    promoted_keys: DataFrame | None  # _quarantine_key of quarantine rows promoted to silver
+    counts: EntityCounts = field(default_factory=EntityCounts)
+    _persisted: list[DataFrame] = field(default_factory=list)
+
+    @property
+    def changes(self) -> DataFrame | None:
+        """The MERGE input: inserts and updates only."""
+        if self.classified is None:
+            return None
+        return self.classified.where(F.col(merge.OUTCOME).isin(merge.INSERT, merge.UPDATE))
+
+    def outcome(self, outcome: str) -> DataFrame:
+        """Classified rows with one merge outcome (inserted, updated, ...)."""
+        assert self.classified is not None
+        return self.classified.where(F.col(merge.OUTCOME) == outcome)
+
+    def valid_keys(self) -> DataFrame | None:
+        """Keys of every valid row of this run (they exist in silver once it is published)."""
+        if self.classified is None:
+            return None
+        return self.classified.select(F.col(self.entity.primary_key).alias(PARENT_KEY))
+
+    def release(self) -> None:
+        for df in self._persisted:
+            df.unpersist()
+        self._persisted.clear()
+
+
+def _persist(df: DataFrame, keep: list[DataFrame]) -> DataFrame:
+    df = df.persist(StorageLevel.MEMORY_AND_DISK)
+    keep.append(df)
+    return df
+
+
+def _promotable(
+    spark: SparkSession, names: TableNames, entity: Entity, tenant: str, parent_keys: DataFrame
+) -> DataFrame:
+    """Quarantined rows that failed only for missing parents and now pass the FK check.
+
+    Keeps one version per key (the newest), as deduplication would.
+    """
+    candidates = open_fk_only(spark, names, entity, tenant).withColumn(
+        VIOLATIONS, F.array().cast(VIOLATIONS_TYPE)
+    )
+    rechecked = candidates.transform(check_foreign_keys(entity, parent_keys))
+    passing = rechecked.where(F.size(VIOLATIONS) == 0)
+    w = Window.partitionBy(entity.primary_key).orderBy(
+        F.col("source_timestamp").desc(), F.col(KEY).desc()
+    )
+    return passing.withColumn("_promoted_rank", F.row_number().over(w))
+
+
+def stage_entity(
+    spark: SparkSession,
+    settings: Settings,
+    names: TableNames,
+    entity: Entity,
+    tenant: str,
+    files: list[RawFile],
+    *,
+    run_id: str,
+    now: datetime,
+    parent_keys: DataFrame | None,
+) -> StagedEntity:
+    """Read, normalise, validate, deduplicate and FK-check one entity; classify against silver.
+
+    Args:
+        parent_keys: for entities with foreign keys, the tenant's parent keys as they will be
+            once this run is published (silver's plus this run's valid parents).
+    """
+    keep: list[DataFrame] = []
+    counts = EntityCounts(read=sum(f.rows or 0 for f in files))
+    attrs = {"cdf.entity": entity.name, "cdf.tenant": tenant}
+    with stage("read", **attrs, **{"cdf.files": len(files)}):
+        batch = read_normalised(spark, entity, files, extra_columns=settings.quality.extra_columns)
+    if batch is not None:
+        with stage("validate", **attrs):
+            checks = validate(
+                entity, tenant, now=now, future_skew_seconds=settings.quality.future_skew_seconds
+            )
+            validated = (
+                batch.transform(checks)
+                .withColumn(ROW_HASH, row_hash(entity))
+                .transform(keep_original("rejected"))
+            )
+            # Persisted once: dedupe and the FK check read it several times (self-joins); it is
+            # released as soon as the deduplicated batch below is materialised.
+            validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
+        with stage("dedupe", **attrs):
+            batch = validated.transform(deduplicate(entity))
+        if entity.foreign_keys and parent_keys is not None:
+            with stage("fk_check", **attrs):
+                batch = batch.transform(check_foreign_keys(entity, parent_keys))
+        batch = _persist(batch, keep)
+        _count_batch(batch, counts)  # materialises the batch ...
+        validated.unpersist()  # ... so its input can go
+
+    promoted = None
+    promoted_keys = None
+    if entity.foreign_keys and parent_keys is not None:
+        with stage("recheck_quarantine", **attrs):
+            candidates = _persist(_promotable(spark, names, entity, tenant, parent_keys), keep)
+            promoted_keys = candidates.select(KEY)
+            promoted = candidates.where(F.col("_promoted_rank") == 1)
+            if batch is not None:
+                batch_valid_keys = batch.where(F.size(VIOLATIONS) == 0).select(entity.primary_key)
+                promoted = promoted.join(batch_valid_keys, entity.primary_key, "left_anti")
+
+    valid_parts: list[DataFrame] = []
+    rejected = None
+    if batch is not None:
+        valid_parts.append(
+            batch.where((F.size(VIOLATIONS) == 0) & ~F.col(DROPPED)).select(
+                *entity.field_names, "_source_file", ROW_HASH
+            )
+        )
+        rejected = batch.where(F.size(VIOLATIONS) > 0).transform(
+            quarantine_rows(entity, tenant, run_id, now)
+        )
+    if promoted is not None:
+        valid_parts.append(
+            promoted.select(*entity.field_names, "_source_file", row_hash(entity).alias(ROW_HASH))
+        )
+
+    classified = None
+    if valid_parts:
+        valid = valid_parts[0]
+        for extra in valid_parts[1:]:
+            valid = valid.unionByName(extra)
+        current = merge.silver_state(spark, names, entity, tenant)
+        with stage("classify", **attrs):
+            classified = _persist(valid.transform(merge.classify(entity, current)), keep)
+            by_outcome = {
+                r[0]: int(r[1]) for r in classified.groupBy(merge.OUTCOME).count().collect()
+            }
+        for outcome in merge.MERGE_OUTCOMES:
+            setattr(counts, outcome, by_outcome.get(outcome, 0))
+        if promoted is not None:
+            counts.promoted = int(promoted.count())
+    return StagedEntity(entity, classified, rejected, promoted_keys, counts, keep)
+
+
+def _count_batch(batch: DataFrame, counts: EntityCounts) -> None:
+    """Quarantined and dropped rows, and rows per violation code, in two small aggregations."""
+    totals = batch.agg(
+        F.sum(F.when(F.size(VIOLATIONS) > 0, 1).otherwise(0)).alias(QUARANTINED),
+        F.sum(F.when(F.col(DROPPED), 1).otherwise(0)).alias(DUPLICATE_DROPPED),
+    ).first()
+    assert totals is not None
+    counts.quarantined = int(totals[QUARANTINED] or 0)
+    counts.duplicates_dropped = int(totals[DUPLICATE_DROPPED] or 0)
+    per_code = (
+        batch.where(F.size(VIOLATIONS) > 0)
+        .select(F.explode(F.array_distinct(codes(F.col(VIOLATIONS)))).alias("code"))
+        .groupBy("code")
+        .count()
+        .collect()
+    )
+    counts.violations = {
+        r["code"]: int(r["count"]) for r in sorted(per_code, key=lambda r: r["code"])
+    }
