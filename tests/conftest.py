@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,10 @@ def s3_endpoint() -> Iterator[str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    old = {
+        k: os.environ.get(k)
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
     # moto accepts any credentials; these are throwaway test values, not secrets.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -79,6 +83,34 @@ def s3_endpoint() -> Iterator[str]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def make_lake(spark: Any, root: Path) -> Any:
+    """Settings of a fresh lakehouse under ``root`` with its own Iceberg catalog on ``spark``.
+
+    The catalog is registered at runtime under a unique name, so tests never see each other's
+    tables while sharing one session.
+    """
+    from cdf_pipeline.config import load_settings
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    prefix = f"spark.sql.catalog.{name}"
+    spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
+    spark.conf.set(f"{prefix}.type", "hadoop")
+    spark.conf.set(f"{prefix}.warehouse", str(root / "warehouse"))
+    return load_settings("local", overrides={"root": str(root), "catalog": {"name": name}})
+
+
+@pytest.fixture
+def lake(spark: Any, tmp_path: Path) -> Any:
+    """A fresh lakehouse (own root, own catalog) for one test."""
+    return make_lake(spark, tmp_path / "lake")
+
+
+@pytest.fixture
+def another_lake(spark: Any, tmp_path: Path) -> Any:
+    """A second fresh lakehouse, for tests that compare two runs side by side."""
+    return make_lake(spark, tmp_path / "other")
 
 
 @pytest.fixture
