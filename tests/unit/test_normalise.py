@@ -201,6 +201,9 @@ NUM_PADDED = case(
     defect_rate_ppm=Raw("0"),
 )
 NUM_BAD = case("number bad", lead_time_days_avg=Raw("ten"))
+NUM_FRACTION = case(
+    "fraction for an int", lead_time_days_avg=Raw("12.7"), defect_rate_ppm=Raw("3.0")
+)
 NUM_BLANK = case("number blank", risk_score=Raw(""), defect_rate_ppm=Raw("  "))
 TWO_BAD = case("two bad", lead_time_days_avg=Raw("ten"), source_timestamp=Raw("soon"))
 
@@ -225,6 +228,8 @@ def test_numeric_strings_are_cast_and_failures_keep_the_original_text(
             (NUM_PADDED, 12, 12.5, 0, YESTERDAY, []),
             (NUM_BAD, None, risk, ppm, YESTERDAY, [reason("lead_time_days_avg.type", "ten")]),
             (NUM_BLANK, avg, None, None, YESTERDAY, []),
+            # "12.7" would truncate to 12: not a clean cast. "3.0" is a whole number.
+            (NUM_FRACTION, None, risk, 3, YESTERDAY, [reason("lead_time_days_avg.type", "12.7")]),
             # Several failures on one row, in contract order.
             (
                 TWO_BAD,

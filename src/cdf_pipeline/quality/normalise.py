@@ -80,6 +80,10 @@ def _from_text(f: Field, c: Column) -> Column:
         return F.when(geo["lat"].isNull() & geo["lon"].isNull(), F.lit(None)).otherwise(geo)
     if f.kind is Kind.TIMESTAMP:
         return text.cast(T.TimestampType())
+    if f.kind is Kind.INT:
+        # A plain cast truncates "12.7" to 12; only whole numbers (12, 12.0) are clean casts.
+        whole = text.rlike(r"^[+-]?[0-9]+(\.0*)?$")
+        return F.when(whole, text.cast("decimal(38,6)").cast(T.IntegerType()))
     return text.cast(spark_type(f.kind))
 
 
