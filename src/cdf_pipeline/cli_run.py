@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from cdf_pipeline.config import PROFILES, Settings, load_settings
-from cdf_pipeline.pipeline.summary import RunSummary
+from cdf_pipeline.pipeline.summary import COUNT_KEYS, RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -74,32 +74,10 @@ def format_summary(s: RunSummary) -> str:
     if s.message:
         lines.append(f"  {s.message}")
     if s.entities:
-        header = f"  {'entity':<10}" + "".join(
-            f"{k:>12}"
-            for k in (
-                "read",
-                "inserted",
-                "updated",
-                "unchanged",
-                "stale",
-                "quarantined",
-                "dup.dropped",
-                "promoted",
-            )
-        )
-        lines.append(header)
+        labels = [k.replace("duplicates_", "dup.") for k in COUNT_KEYS]
+        lines.append(f"  {'entity':<10}" + "".join(f"{k:>12}" for k in labels))
         for name, c in s.entities.items():
-            vals = (
-                c.read,
-                c.inserted,
-                c.updated,
-                c.unchanged,
-                c.stale,
-                c.quarantined,
-                c.duplicates_dropped,
-                c.promoted,
-            )
-            lines.append(f"  {name:<10}" + "".join(f"{v:>12,}" for v in vals))
+            lines.append(f"  {name:<10}" + "".join(f"{v:>12,}" for v in c.as_map().values()))
         lines.append(f"  pass rate {s.pass_rate:.2%}")
         if s.violations:
             lines.append(
@@ -139,20 +117,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no runs recorded for tenant {args.tenant}")
         return 0
-    cols = (
-        "started_at",
-        "run_id",
-        "status",
-        "read",
-        "inserted",
-        "updated",
-        "unchanged",
-        "stale",
-        "quarantined",
-        "duplicates_dropped",
-        "pass_rate",
-        "duration_s",
-    )
+    cols = ("started_at", "run_id", "status", *COUNT_KEYS, "pass_rate", "duration_s")
     print("  ".join(cols))
     for r in rows:
         print("  ".join(str(r[c]) for c in cols))

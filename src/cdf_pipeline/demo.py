@@ -13,10 +13,14 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cdf_pipeline.cli_run import format_summary
-from cdf_pipeline.config import load_settings
+from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.exceptions import CdfError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 MARKER = ".cdf-demo"
 TENANTS = ("acme", "globex")
@@ -35,14 +39,23 @@ def _fresh_root(root: Path) -> None:
     (root / MARKER).write_text("made by `make demo`; deleted and rebuilt on each run\n")
 
 
-def _silver_counts(spark: object, catalog: str) -> dict[str, int]:
-    from pyspark.sql import SparkSession
-
-    assert isinstance(spark, SparkSession)
+def _silver_counts(spark: SparkSession, catalog: str) -> dict[str, int]:
     return {
         t: spark.table(f"{catalog}.silver.{t}").count()  # small demo tables: a count is cheap
         for t in ("suppliers", "parts")
     }
+
+
+def _run_each(spark: SparkSession, settings: Settings) -> int:
+    """Run every demo tenant once, print its summary; the number of runs that did not succeed."""
+    from cdf_pipeline.pipeline.silver import run_tenant
+
+    failed = 0
+    for tenant in TENANTS:
+        summary = run_tenant(spark, settings, tenant)
+        print(format_summary(summary))
+        failed += summary.exit_code
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(root: Path, rows: int) -> int:
-    from cdf_pipeline.pipeline.silver import run_tenant
     from cdf_pipeline.spark import build_session
     from generator.api import generate
 
@@ -76,18 +88,11 @@ def _demo(root: Path, rows: int) -> int:
     settings = load_settings("local", overrides={"root": str(root)})
     print("== 2. starting Spark (local, Iceberg hadoop catalog under the root)")
     spark = build_session(settings, app_name="cdf-demo")
-    failed = 0
     print("== 3. first run of the silver job, per tenant")
-    for tenant in TENANTS:
-        summary = run_tenant(spark, settings, tenant)
-        print(format_summary(summary))
-        failed += summary.exit_code
+    failed = _run_each(spark, settings)
     before = _silver_counts(spark, settings.catalog.name)
     print("== 4. second run: the same input again must change nothing")
-    for tenant in TENANTS:
-        summary = run_tenant(spark, settings, tenant)
-        print(format_summary(summary))
-        failed += summary.exit_code
+    failed += _run_each(spark, settings)
     after = _silver_counts(spark, settings.catalog.name)
     same = "unchanged" if before == after else "CHANGED"
     print(f"   silver rows before {before}, after {after}: {same}")
