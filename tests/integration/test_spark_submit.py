@@ -1,0 +1,110 @@
+"""The spark-submit entry point (``jobs/silver_job.py``) and ``cdf run``'s edge cases, end to end.
+
+Each case runs in a child process, as a scheduler or an operator would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdf_pipeline.pipeline import summary as S
+from generator.api import generate
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TIMEOUT_S = 1200  # generous: only reached if a child hangs
+
+
+def _env() -> dict[str, str]:
+    """The test's environment without CDF overrides; Python of this venv for driver and workers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDF__") and k != "CDF_ROOT"}
+    env.update(
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        CDF__SPARK__SHUFFLE_PARTITIONS="2",
+        SPARK_LOCAL_IP="127.0.0.1",  # loopback only
+    )
+    return env
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+
+
+@pytest.fixture(scope="module")
+def submitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Generate one batch for ``subm`` and spark-submit the silver job twice on it."""
+    root = tmp_path_factory.mktemp("subm")
+    generated = generate(["subm"], 1000, 1000, seed=3, root_uri=str(root))
+    submit = [str(BIN / "spark-submit"), str(REPO / "jobs" / "silver_job.py"),
+              "--tenant", "subm", "--root", str(root), "--json"]  # fmt: skip
+    first = _run(submit)
+    again = _run(submit) if first.returncode == 0 else None
+    rows = sum(e.rows for e in generated.tenants["subm"].values())
+    return {"rows": rows, "first": first, "again": again}
+
+
+def _summary(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The ``--json`` summary: the last stdout line that is a JSON object."""
+    objects = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert objects, f"no JSON summary on stdout:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    summary: dict[str, Any] = json.loads(objects[-1])
+    return summary
+
+
+@pytest.mark.slow
+def test_spark_submit_runs_the_silver_job_then_finds_nothing_new(
+    submitted: dict[str, Any],
+) -> None:
+    first, again = submitted["first"], submitted["again"]
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    summary = _summary(first)
+    assert summary["status"] == S.SUCCEEDED, summary["message"]
+    assert summary["read"] == submitted["rows"]
+    assert summary["inserted"] > 0
+
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    summary = _summary(again)
+    assert summary["status"] == S.NOTHING_NEW, summary["message"]
+    assert summary["read"] == 0 and summary["inserted"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: spark-submit merges the driver's stderr into stdout, so the human summary "
+    "and py4j's INFO 'Closing down clientserver connection' (logged at exit, after the JSON) "
+    "land on stdout; remove this marker once the JSON line is last again",
+)
+def test_spark_submit_json_summary_is_the_last_stdout_line(submitted: dict[str, Any]) -> None:
+    for proc in (submitted["first"], submitted["again"]):
+        assert proc is not None and proc.returncode == 0
+        last = proc.stdout.strip().splitlines()[-1]
+        assert json.loads(last)["status"] in (S.SUCCEEDED, S.NOTHING_NEW), last
+
+
+def test_invalid_tenant_is_one_line_and_exit_2() -> None:
+    proc = _run([str(BIN / "cdf"), "run", "--tenant", "../evil"])
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2
+    assert len(err) == 1, proc.stderr
+    assert err[0].startswith("cdf run: error: invalid tenant id '../evil'")
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_unknown_tenant_exits_0_and_says_so(tmp_path: Path) -> None:
+    proc = _run([str(BIN / "cdf"), "run", "--tenant", "nobody_here", "--root", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert S.UNKNOWN_TENANT in proc.stdout
+    assert "unknown tenant 'nobody_here'" in proc.stdout
+    assert "Traceback" not in proc.stderr
