@@ -1,0 +1,255 @@
+"""A run killed with SIGKILL in the middle of its publish, then run again, equals one clean run.
+
+Two roots get byte-identical raw files (same generator seed). Root A: batch 1 cleanly, then
+``cdf -v run`` for batch 2 in a child process that is SIGKILLed (with its Spark JVM) once the
+publish has committed its first silver write, then the same command again. Root B: batch 1 and
+batch 2 cleanly. Silver, quarantine and the file manifest of A and B must then be equal, bar the
+lineage values that name a run or a wall-clock time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdf_pipeline.config import Settings, load_settings
+from cdf_pipeline.contracts import ENTITIES
+from cdf_pipeline.pipeline import summary as S
+from cdf_pipeline.pipeline.silver import run_tenant
+from generator.api import generate
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+TENANT = "crash"
+SUPPLIERS, PARTS, SEED = 2000, 2000, 7
+RUN_TIMEOUT_S = 1200  # generous: only reached if a child hangs (CI runs take well under a minute)
+
+# Values that name the run or the wall-clock time of a write: they differ between A and B.
+IGNORED = {
+    "silver": ["_run_id", "_ingested_at"],
+    "quarantine": ["_run_id", "_quarantined_at", "_resolved_run_id", "_resolved_at"],
+}
+# The first silver write of the publish has committed: ``stage X took`` is logged when the stage's
+# ``with`` block exits, i.e. after its Iceberg commit returned. Publish order is quarantine
+# inserts, then per entity append and MERGE, so at this line both quarantine MERGEs and one silver
+# append are committed and the next write (the suppliers' MERGE of updates, or the parts' append)
+# is starting.
+KILL_AT = re.compile(r"cdf_pipeline\.telemetry: stage append took")
+
+
+def _attach_catalog(spark: SparkSession, root: Path) -> Settings:
+    """Register a hadoop catalog for ``root``'s warehouse on the shared session; its settings.
+
+    ``cache-enabled=false``: another process writes these tables between our reads, and Iceberg's
+    caching catalog would otherwise serve table metadata up to 30 s old.
+    """
+    name = f"crash_{uuid.uuid4().hex[:10]}"
+    prefix = f"spark.sql.catalog.{name}"
+    spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
+    spark.conf.set(f"{prefix}.type", "hadoop")
+    spark.conf.set(f"{prefix}.warehouse", str(root / "warehouse"))
+    spark.conf.set(f"{prefix}.cache-enabled", "false")
+    return load_settings(
+        "local", tenant=TENANT, overrides={"root": str(root), "catalog": {"name": name}}
+    )
+
+
+def _generate(root: Path, batch: int) -> list[str]:
+    summary = generate([TENANT], SUPPLIERS, PARTS, seed=SEED, batch=batch, root_uri=str(root))
+    return sorted(Path(f).name for f in summary.files)
+
+
+def _run_in_process(spark: SparkSession, lake: Settings) -> S.RunSummary:
+    run = run_tenant(spark, lake, TENANT)
+    assert run.status == S.SUCCEEDED, run.message
+    return run
+
+
+def _child_env() -> dict[str, str]:
+    """The test's environment without CDF overrides, plus a small Spark like the test session's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDF__") and k != "CDF_ROOT"}
+    env.update(
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        CDF__SPARK__SHUFFLE_PARTITIONS="2",  # as the test session, which runs root B
+        CDF__SPARK__DRIVER_MEMORY="1g",
+        SPARK_LOCAL_IP="127.0.0.1",  # loopback only
+    )
+    return env
+
+
+def _cdf_run(root: Path) -> list[str]:
+    return [sys.executable, "-m", "cdf_pipeline.cli", "-v", "run", "--tenant", TENANT,
+            "--root", str(root)]  # fmt: skip
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any non-zombie process is left in process group ``pgid`` (Linux /proc)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process exited while we looked
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+class _LineReader:
+    """Lines of a child's stream, read on a thread so the caller can give up at a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        with stream:
+            for line in stream:
+                self._queue.put(line)
+        self._queue.put(None)
+
+    def lines(self, timeout_s: float) -> Iterator[str]:
+        deadline = time.monotonic() + timeout_s
+        while (line := self._queue.get(timeout=max(0.0, deadline - time.monotonic()))) is not None:
+            yield line
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _kill_during_publish(root: Path, log: Path) -> int:
+    """Start ``cdf -v run`` and SIGKILL its process group at ``KILL_AT``; the child's exit code."""
+    tail: deque[str] = deque(maxlen=40)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            _cdf_run(root), env=_child_env(), stdout=out, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,  # its own process group: the Spark JVM and workers join it
+        )  # fmt: skip
+        assert proc.stderr is not None
+        reader = _LineReader(proc.stderr)
+        try:
+            for line in reader.lines(RUN_TIMEOUT_S):
+                if "cdf_pipeline" in line:
+                    tail.append(line)
+                if KILL_AT.search(line):
+                    _kill_group(proc.pid)
+                    break
+            else:
+                raise AssertionError("the run ended before publishing:\n" + "".join(tail))
+        except queue.Empty:
+            raise AssertionError(
+                f"no publish within {RUN_TIMEOUT_S} s:\n" + "".join(tail)
+            ) from None
+        finally:
+            _kill_group(proc.pid)  # a no-op after the kill above; cleans up after a failure
+            code = proc.wait(timeout=60)
+            reader.join(60)
+    # A JVM left behind could still commit: the rerun must not start until the group is gone.
+    deadline = time.monotonic() + 60
+    while _group_alive(proc.pid):
+        assert time.monotonic() < deadline, "the killed run's JVM did not exit"
+        time.sleep(0.2)
+    return code
+
+
+def _snapshot_counts(spark: SparkSession, lake: Settings) -> dict[str, int]:
+    cat = lake.catalog.name
+    return {
+        f"{ns}.{e}": int(spark.sql(f"SELECT count(*) FROM {cat}.{ns}.{e}.snapshots").first()[0])
+        for ns in ("silver", "quarantine")
+        for e in ENTITIES
+    }
+
+
+def _table(spark: SparkSession, lake: Settings, ns: str, entity: str) -> DataFrame:
+    key = ENTITIES[entity].primary_key if ns == "silver" else "_quarantine_key"
+    return (
+        spark.table(f"{lake.catalog.name}.{ns}.{entity}")
+        .where(F.col("tenant_id") == TENANT)
+        .drop(*IGNORED[ns])
+        .orderBy(key)
+    )
+
+
+def _manifest(spark: SparkSession, lake: Settings) -> DataFrame:
+    return (
+        spark.table(f"{lake.catalog.name}.ops.ingested_files")
+        .where(F.col("tenant_id") == TENANT)
+        .select("entity", "sha256", "rows", "status")
+        .orderBy("entity", "sha256", "status")
+    )
+
+
+def _runs(spark: SparkSession, lake: Settings) -> list[str]:
+    rows = (
+        spark.table(f"{lake.catalog.name}.ops.runs")
+        .where(F.col("tenant_id") == TENANT)
+        .orderBy("started_at")
+        .select("status")
+        .collect()
+    )
+    return [r[0] for r in rows]
+
+
+def test_killed_publish_then_rerun_equals_one_clean_run(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    root_a, root_b = tmp_path / "a", tmp_path / "b"
+    a, b = _attach_catalog(spark, root_a), _attach_catalog(spark, root_b)
+
+    # Batch 1 cleanly on both roots (batch 2 is generated afterwards: a run ingests every new file).
+    assert _generate(root_a, 1) == _generate(root_b, 1)  # content-addressed names: same bytes
+    _run_in_process(spark, a)
+    _run_in_process(spark, b)
+    assert _generate(root_a, 2) == _generate(root_b, 2)
+
+    # B: batch 2 cleanly. It must update and insert, or the kill below would not hit a MERGE.
+    clean = _run_in_process(spark, b)
+    assert clean.total("updated") > 0 and clean.total("inserted") > 0
+
+    # A: batch 2 killed mid-publish, then the same command again.
+    before = _snapshot_counts(spark, a)
+    code = _kill_during_publish(root_a, tmp_path / "killed.log")
+    assert code == -signal.SIGKILL
+    after_kill = _snapshot_counts(spark, a)
+    # The kill landed after publishing began (quarantine and a silver append committed) and
+    # before the run was recorded: the state a rerun has to repair.
+    assert after_kill["quarantine.suppliers"] > before["quarantine.suppliers"]
+    assert after_kill["quarantine.parts"] > before["quarantine.parts"]
+    assert sum(after_kill[f"silver.{e}"] - before[f"silver.{e}"] for e in ENTITIES) >= 1
+    assert _runs(spark, a) == [S.SUCCEEDED]
+
+    rerun = subprocess.run(
+        _cdf_run(root_a), env=_child_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr[-5000:]
+    assert S.SUCCEEDED in rerun.stdout
+    assert _runs(spark, a) == [S.SUCCEEDED, S.SUCCEEDED]
+
+    for ns in ("silver", "quarantine"):
+        for entity in ENTITIES:
+            assert_df_equality(_table(spark, a, ns, entity), _table(spark, b, ns, entity))
+    assert_df_equality(_manifest(spark, a), _manifest(spark, b))
