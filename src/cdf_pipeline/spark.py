@@ -149,6 +149,9 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if settings.spark.master.startswith("local"):
+        # A local session talks only to itself: bind to loopback, not the first interface found.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     options = session_options(settings, app_name)
     if _running_under_spark_submit() and "spark.jars" in options:
         _load_jar_into_running_jvm(options["spark.jars"])
