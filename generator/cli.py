@@ -98,8 +98,20 @@ def run(args: argparse.Namespace) -> int:
         args.s3_endpoint or os.environ.get("AWS_ENDPOINT_URL") or settings.storage.s3_endpoint_url
     )
 
+    total_files = len(tenants) * 2  # one data file per (tenant, entity)
+    done = 0
+
     def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        """A bar on a terminal; one line per file otherwise (logs, CI)."""
+        nonlocal done
+        done += 1
+        if not sys.stderr.isatty():
+            print(line, file=sys.stderr, flush=True)
+            return
+        filled = 30 * done // total_files
+        end = "\n" if done >= total_files else ""
+        bar = "#" * filled + "." * (30 - filled)
+        print(f"\r[{bar}] {done}/{total_files} files", end=end, file=sys.stderr, flush=True)
 
     summary = generate(
         tenants,
