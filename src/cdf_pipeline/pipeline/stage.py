@@ -1,15 +1,21 @@
 """Stage one entity of a tenant run: everything up to (not including) the writes.
 
 The staged result holds the batch with its outcome per row, the MERGE input and the quarantine
-rows, persisted once so counting, auditing and writing do not recompute the pipeline.
+rows. Each step's result is *materialised* (a local checkpoint) rather than cached:
+
+- the plans behind it (hundreds of validation expressions) are cut off, so every later count,
+  audit and write plans in milliseconds instead of re-planning and re-describing the whole
+  pipeline (with ``persist`` each action spent seconds printing the cached plan);
+- the staged rows are a snapshot: writing silver cannot make Spark recompute them against the
+  new table state (a cache that reads a table is rebuilt when the table is written).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -30,6 +36,7 @@ from cdf_pipeline.quality.rules import validate
 from cdf_pipeline.telemetry import stage
 
 QUARANTINED, DUPLICATE_DROPPED = "quarantined", "duplicates_dropped"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,7 +48,7 @@ class StagedEntity:
     rejected: DataFrame | None  # quarantine table rows
     promoted_keys: DataFrame | None  # _quarantine_key of quarantine rows promoted to silver
     counts: EntityCounts = field(default_factory=EntityCounts)
-    _persisted: list[DataFrame] = field(default_factory=list)
+    _materialised: list[DataFrame] = field(default_factory=list)
 
     @property
     def changes(self) -> DataFrame | None:
@@ -62,15 +69,29 @@ class StagedEntity:
         return self.classified.select(F.col(self.entity.primary_key).alias(PARENT_KEY))
 
     def release(self) -> None:
-        for df in self._persisted:
-            df.unpersist()
-        self._persisted.clear()
+        """Free the blocks holding the staged rows (memory and local disk)."""
+        for df in self._materialised:
+            release(df)
+        self._materialised.clear()
 
 
-def _persist(df: DataFrame, keep: list[DataFrame]) -> DataFrame:
-    df = df.persist(StorageLevel.MEMORY_AND_DISK)
-    keep.append(df)
-    return df
+def materialise(df: DataFrame, keep: list[DataFrame] | None = None) -> DataFrame:
+    """Compute ``df`` once into executor blocks and return a frame reading those blocks.
+
+    Its plan is a scan of the blocks, whatever ``df``'s plan was (see the module docstring).
+    """
+    done = df.localCheckpoint(eager=True)
+    if keep is not None:
+        keep.append(done)
+    return done
+
+
+def release(df: DataFrame) -> None:
+    """Free a :func:`materialise`\ d frame's blocks now rather than at the JVM's next GC."""
+    try:
+        df._jdf.queryExecution().analyzed().rdd().unpersist(False)
+    except Exception:  # noqa: BLE001 - not a checkpoint: the context cleaner frees it later
+        logger.debug("could not release a materialised frame", exc_info=True)
 
 
 def _promotable(
@@ -119,28 +140,27 @@ def stage_entity(
             checks = validate(
                 entity, tenant, now=now, future_skew_seconds=settings.quality.future_skew_seconds
             )
-            validated = (
+            # Materialised once: dedupe and the FK check read it several times (self-joins);
+            # it is released as soon as the checked batch below is materialised.
+            validated = materialise(
                 batch.transform(checks)
                 .withColumn(ROW_HASH, row_hash(entity))
                 .transform(keep_original("rejected"))
             )
-            # Persisted once: dedupe and the FK check read it several times (self-joins); it is
-            # released as soon as the deduplicated batch below is materialised.
-            validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
         with stage("dedupe", **attrs):
             batch = validated.transform(deduplicate(entity))
         if entity.foreign_keys and parent_keys is not None:
             with stage("fk_check", **attrs):
                 batch = batch.transform(check_foreign_keys(entity, parent_keys))
-        batch = _persist(batch, keep)
-        _count_batch(batch, counts)  # materialises the batch ...
-        validated.unpersist()  # ... so its input can go
+        batch = materialise(batch, keep)
+        release(validated)
+        _count_batch(batch, counts)
 
     promoted = None
     promoted_keys = None
     if entity.foreign_keys and parent_keys is not None:
         with stage("recheck_quarantine", **attrs):
-            candidates = _persist(_promotable(spark, names, entity, tenant, parent_keys), keep)
+            candidates = materialise(_promotable(spark, names, entity, tenant, parent_keys), keep)
             promoted_keys = candidates.select(KEY)
             promoted = candidates.where(F.col("_promoted_rank") == 1)
             if batch is not None:
@@ -170,7 +190,7 @@ def stage_entity(
             valid = valid.unionByName(extra)
         current = merge.silver_state(spark, names, entity, tenant)
         with stage("classify", **attrs):
-            classified = _persist(valid.transform(merge.classify(entity, current)), keep)
+            classified = materialise(valid.transform(merge.classify(entity, current)), keep)
             by_outcome = {
                 r[0]: int(r[1]) for r in classified.groupBy(merge.OUTCOME).count().collect()
             }
