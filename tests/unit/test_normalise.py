@@ -138,7 +138,8 @@ ARRAYS = {
     # Every array shape is trimmed and loses blank elements alike.
     "json with padding": ('[" ISO9001 ", ""]', ["ISO9001"]),
     "empty json": ("[]", []),
-    "blank": ("   ", None),
+    # A blank cell cannot tell an empty list from a missing one: an optional list reads as empty.
+    "blank": ("   ", []),
 }
 ARRAY_IDS = {
     label: case(f"array {label}", certifications=Raw(text)) for label, (text, _) in ARRAYS.items()
@@ -271,10 +272,14 @@ def test_text_is_trimmed_enums_upper_cased_and_blanks_become_null(
     assert_rows(text_file, expected)
 
 
-def test_missing_columns_required_on_every_row_optional_as_null(spark: SparkSession) -> None:
+def test_missing_columns_required_on_every_row_optional_as_absent(spark: SparkSession) -> None:
     rows = [clean_supplier(supplier_id=ulid(n), legal_name=Raw(" Acme ")) for n in (1, 2)]
     df = text_frame(
-        spark, SUPPLIERS, rows, drop=["contact_email", "dba_name"], extra={"notes": ["x", None]}
+        spark,
+        SUPPLIERS,
+        rows,
+        drop=["contact_email", "dba_name", "certifications"],
+        extra={"notes": ["x", None]},
     )
     out = df.transform(normalise(SUPPLIERS, source_file="raw/acme/suppliers.csv")).transform(
         keep_original("all")
@@ -289,10 +294,10 @@ def test_missing_columns_required_on_every_row_optional_as_null(spark: SparkSess
     expected = frame_of(
         spark,
         SUPPLIERS,
-        [KEY, "legal_name", "dba_name", "contact_email", ORIGINAL, VIOLATIONS],
+        [KEY, "legal_name", "dba_name", "certifications", "contact_email", ORIGINAL, VIOLATIONS],
         [
-            (ulid(1), "Acme", None, None, original(rows[0], "x"), missing),
-            (ulid(2), "Acme", None, None, original(rows[1], None), missing),
+            (ulid(1), "Acme", None, [], None, original(rows[0], "x"), missing),
+            (ulid(2), "Acme", None, [], None, original(rows[1], None), missing),
         ],
     ).withColumn("_source_file", F.lit("raw/acme/suppliers.csv"))
     assert_rows(out, expected)

@@ -87,6 +87,17 @@ def _from_text(f: Field, c: Column) -> Column:
     return text.cast(spark_type(f.kind))
 
 
+def absent_value(f: Field) -> Column:
+    """What an absent value of ``f`` becomes: an empty list for an optional list, else null.
+
+    A CSV cell (or a comma-separated text column) cannot tell an empty list from a missing one,
+    so every shape reads an absent optional list as empty, and the typed and text shapes agree.
+    """
+    if f.kind is Kind.STRING_ARRAY and not f.required:
+        return F.array().cast(spark_type(f.kind))
+    return F.lit(None).cast(spark_type(f.kind))
+
+
 def _convert(f: Field, source: T.DataType, c: Column) -> Column:
     target = spark_type(f.kind)
     if f.kind is Kind.STRING:
@@ -131,7 +142,7 @@ def normalise(
         failures: list[tuple[Column, Column]] = []
         for f in entity.fields:
             if f.name in drift.missing_required or f.name in drift.missing_optional:
-                outputs.append(F.lit(None).cast(spark_type(f.kind)).alias(f.name))
+                outputs.append(absent_value(f).alias(f.name))
                 if f.name in drift.missing_required:
                     failures.append(
                         (F.lit(True), reason(entity.rule(f.name, RuleKind.MISSING_COLUMN)))
@@ -154,6 +165,9 @@ def normalise(
                 value = _convert(f, types[f.name], src_col)
                 src = observed(src_col, types[f.name])
                 failed = _cast_failed(src_col, types[f.name], value)
+                if f.kind is Kind.STRING_ARRAY and not f.required:
+                    # Absent -> empty; a value that did not parse stays null (and is a violation).
+                    value = F.when(~failed, F.coalesce(value, absent_value(f)))
             outputs.append(value.alias(f.name))
             failures.append((failed, reason(entity.rule(f.name, RuleKind.TYPE), src)))
         if extra_columns == "quarantine":
