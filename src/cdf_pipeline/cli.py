@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # py4j logs every gateway call at DEBUG and its shutdown at INFO (after the --json line,
+    # which must stay last on stdout: spark-submit merges the driver's stderr into stdout).
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except (ConfigError, InputError) as exc:

@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_silver(settings, args.tenant)
     print(format_summary(summary), file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(summary.to_json())
+        print(summary.to_json(), flush=True)
     return summary.exit_code
 
 

@@ -79,12 +79,6 @@ def test_spark_submit_runs_the_silver_job_then_finds_nothing_new(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: spark-submit merges the driver's stderr into stdout, so the human summary "
-    "and py4j's INFO 'Closing down clientserver connection' (logged at exit, after the JSON) "
-    "land on stdout; remove this marker once the JSON line is last again",
-)
 def test_spark_submit_json_summary_is_the_last_stdout_line(submitted: dict[str, Any]) -> None:
     for proc in (submitted["first"], submitted["again"]):
         assert proc is not None and proc.returncode == 0
