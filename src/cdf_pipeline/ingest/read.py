@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
@@ -35,15 +36,25 @@ def file_drift(spark: SparkSession, entity: Entity, raw: RawFile) -> Drift:
 
 
 def read_normalised(
-    spark: SparkSession, entity: Entity, files: list[RawFile], *, extra_columns: str = "ignore"
+    spark: SparkSession,
+    entity: Entity,
+    files: list[RawFile],
+    *,
+    extra_columns: str = "ignore",
+    per_file: Callable[[DataFrame], DataFrame] | None = None,
 ) -> DataFrame | None:
-    """Every file normalised to the contract and unioned (None when there are no files)."""
-    frames = [
-        read_raw(spark, f).transform(
+    """Every file normalised to the contract, then ``per_file`` applied, then unioned.
+
+    ``per_file`` must replace the ``_raw`` struct (e.g. by validating and keeping the original
+    as text) when files may differ in columns: structs of different shapes cannot be unioned.
+    Returns None when there are no files.
+    """
+    frames = []
+    for f in files:
+        df = read_raw(spark, f).transform(
             normalise(entity, source_file=f.name, extra_columns=extra_columns)
         )
-        for f in files
-    ]
+        frames.append(df.transform(per_file) if per_file is not None else df)
     if not frames:
         return None
     return reduce(lambda a, b: a.unionByName(b), frames)

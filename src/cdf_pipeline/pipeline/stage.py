@@ -87,7 +87,7 @@ def materialise(df: DataFrame, keep: list[DataFrame] | None = None) -> DataFrame
 
 
 def release(df: DataFrame) -> None:
-    """Free a :func:`materialise`\ d frame's blocks now rather than at the JVM's next GC."""
+    """Free the blocks of a frame from :func:`materialise` now, not at the JVM's next GC."""
     try:
         df._jdf.queryExecution().analyzed().rdd().unpersist(False)
     except Exception:  # noqa: BLE001 - not a checkpoint: the context cleaner frees it later
@@ -133,20 +133,30 @@ def stage_entity(
     keep: list[DataFrame] = []
     counts = EntityCounts(read=sum(f.rows or 0 for f in files))
     attrs = {"cdf.entity": entity.name, "cdf.tenant": tenant}
+    checks = validate(
+        entity, tenant, now=now, future_skew_seconds=settings.quality.future_skew_seconds
+    )
+
+    def validated_rows(df: DataFrame) -> DataFrame:
+        return (
+            df.transform(checks)
+            .withColumn(ROW_HASH, row_hash(entity))
+            .transform(keep_original("rejected"))
+        )
+
     with stage("read", **attrs, **{"cdf.files": len(files)}):
-        batch = read_normalised(spark, entity, files, extra_columns=settings.quality.extra_columns)
+        batch = read_normalised(
+            spark,
+            entity,
+            files,
+            extra_columns=settings.quality.extra_columns,
+            per_file=validated_rows,
+        )
     if batch is not None:
         with stage("validate", **attrs):
-            checks = validate(
-                entity, tenant, now=now, future_skew_seconds=settings.quality.future_skew_seconds
-            )
             # Materialised once: dedupe and the FK check read it several times (self-joins);
             # it is released as soon as the checked batch below is materialised.
-            validated = materialise(
-                batch.transform(checks)
-                .withColumn(ROW_HASH, row_hash(entity))
-                .transform(keep_original("rejected"))
-            )
+            validated = materialise(batch)
         with stage("dedupe", **attrs):
             batch = validated.transform(deduplicate(entity))
         if entity.foreign_keys and parent_keys is not None:
