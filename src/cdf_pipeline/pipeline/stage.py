@@ -90,7 +90,7 @@ def release(df: DataFrame) -> None:
     """Free the blocks of a frame from :func:`materialise` now, not at the JVM's next GC."""
     try:
         df._jdf.queryExecution().analyzed().rdd().unpersist(False)
-    except Exception:  # noqa: BLE001 - not a checkpoint: the context cleaner frees it later
+    except Exception:  # not a checkpoint: the context cleaner frees it later
         logger.debug("could not release a materialised frame", exc_info=True)
 
 
