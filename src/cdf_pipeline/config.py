@@ -45,6 +45,10 @@ class SparkSettings(_Section):
     app_name: str = "cdf-pipeline"
     driver_memory: str = "4g"
     shuffle_partitions: int = Field(16, ge=1)
+    #: Key sets up to this many rows (repeated keys, rows with missing parents) are broadcast to
+    #: the batch instead of shuffling it; larger ones (a parts batch sent before its suppliers)
+    #: are joined the usual way.
+    broadcast_max_rows: int = Field(500_000, ge=0)
     #: Explicit path to an Iceberg Spark runtime jar (first choice when set).
     iceberg_jar: str | None = None
     #: Allow Spark to download the Iceberg runtime from Maven when no jar is found.

@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts import PARTS, SUPPLIERS
+from cdf_pipeline.quality.dedupe import DROPPED
 from cdf_pipeline.quality.foreign_keys import PARENT_KEY, check_foreign_keys
 
 pytestmark = pytest.mark.spark
@@ -142,3 +143,13 @@ def test_invalid_rows_sharing_a_key_do_not_take_the_valid_rows_result(checked: D
 
 
 ALL_CASES: Cases = {**REFERENCES, **OTHER_TENANT, **ALREADY_INVALID, **SHARED_KEYS}
+
+
+def test_an_exact_copy_being_dropped_is_not_checked(spark: SparkSession) -> None:
+    """The copy is counted once as dropped; flagging it too would count the row twice."""
+    orphan = part(41, S8, [S1])
+    df = cases_frame(
+        spark, PARTS, {"kept": orphan, "copy": orphan}, violations={"kept": [], "copy": []}
+    ).withColumn(DROPPED, F.col("case") == "copy")
+    out = df.transform(check_foreign_keys(PARTS, acme_parent_keys(spark)))
+    assert_violations(out, {"kept": [reason("default_supplier_id.fk", S8)], "copy": []})

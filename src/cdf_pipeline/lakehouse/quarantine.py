@@ -62,21 +62,17 @@ def quarantine_rows(entity: Entity, tenant: str, run_id: str, now: datetime) -> 
 
 
 def write_quarantine(
-    spark: SparkSession, names: TableNames, entity: Entity, tenant: str, rows: DataFrame, view: str
+    spark: SparkSession, names: TableNames, entity: Entity, tenant: str, rows: DataFrame
 ) -> None:
-    """Insert quarantine rows whose key is not there yet (idempotent)."""
+    """Append the quarantine rows whose key is not there yet (idempotent).
+
+    An anti-join and an append rather than a MERGE: only this tenant's run writes its partition,
+    and an append commits new files without planning a row-level rewrite.
+    """
     tenant = validate_tenant_id(tenant)
-    rows.createOrReplaceTempView(view)
-    try:
-        spark.sql(
-            f"""
-            MERGE INTO {names.quarantine(entity)} t USING {view} s
-            ON t.tenant_id = '{tenant}' AND t.{KEY} = s.{KEY}
-            WHEN NOT MATCHED THEN INSERT *
-            """
-        )
-    finally:
-        spark.catalog.dropTempView(view)
+    table = names.quarantine(entity)
+    present = spark.table(table).where(F.col("tenant_id") == F.lit(tenant)).select(KEY)
+    rows.join(present, KEY, "left_anti").writeTo(table).append()
 
 
 def open_fk_only(spark: SparkSession, names: TableNames, entity: Entity, tenant: str) -> DataFrame:

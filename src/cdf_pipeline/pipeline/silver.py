@@ -195,11 +195,9 @@ def _publish(
     """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows."""
     suffix = run_id.replace("-", "_")
     for name, s in staged.items():
-        if s.rejected is not None:
+        if s.rejected is not None and s.counts.quarantined:
             with stage("quarantine_write", **{"cdf.entity": name}):
-                quarantine.write_quarantine(
-                    spark, names, s.entity, tenant, s.rejected, f"q_{name}_{suffix}"
-                )
+                quarantine.write_quarantine(spark, names, s.entity, tenant, s.rejected)
     for name, s in staged.items():
         lineage = merge.with_lineage(s.entity, run_id, now)
         attrs = {"cdf.entity": name, "cdf.table": names.silver(s.entity)}

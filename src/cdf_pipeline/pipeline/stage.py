@@ -27,8 +27,13 @@ from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.quarantine import KEY, open_fk_only, quarantine_rows
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline.summary import EntityCounts
-from cdf_pipeline.quality.dedupe import DROPPED, deduplicate
-from cdf_pipeline.quality.foreign_keys import PARENT_KEY, check_foreign_keys
+from cdf_pipeline.quality.dedupe import DROPPED, repeated_keys, resolve_duplicates
+from cdf_pipeline.quality.foreign_keys import (
+    PARENT_KEY,
+    check_foreign_keys,
+    flag_missing,
+    missing_references,
+)
 from cdf_pipeline.quality.normalise import keep_original
 from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE, codes
 from cdf_pipeline.quality.rowhash import ROW_HASH, row_hash
@@ -154,16 +159,22 @@ def stage_entity(
         )
     if batch is not None:
         with stage("validate", **attrs):
-            # Materialised once: dedupe and the FK check read it several times (self-joins);
-            # it is released as soon as the checked batch below is materialised.
+            # Materialised once: counting, dedupe, the FK check and the writes all read it.
             validated = materialise(batch)
+            keep.append(validated)
+        # Dedupe and the FK check reduce to small key sets (repeated keys, rows with missing
+        # parents), materialised and broadcast: the batch is the validated rows plus two
+        # broadcast joins, cheap to read again, never shuffled or copied as a whole.
         with stage("dedupe", **attrs):
-            batch = validated.transform(deduplicate(entity))
+            repeated = materialise(validated.transform(repeated_keys(entity)), keep)
+            batch = validated.transform(resolve_duplicates(entity, repeated))
         if entity.foreign_keys and parent_keys is not None:
             with stage("fk_check", **attrs):
-                batch = batch.transform(check_foreign_keys(entity, parent_keys))
-        batch = materialise(batch, keep)
-        release(validated)
+                missing = materialise(
+                    batch.transform(missing_references(entity, parent_keys)), keep
+                )
+                small = missing.count() <= settings.spark.broadcast_max_rows
+                batch = batch.transform(flag_missing(entity, missing, broadcast=small))
         _count_batch(batch, counts)
 
     promoted = None
@@ -200,7 +211,12 @@ def stage_entity(
             valid = valid.unionByName(extra)
         current = merge.silver_state(spark, names, entity, tenant)
         with stage("classify", **attrs):
-            classified = materialise(valid.transform(merge.classify(entity, current)), keep)
+            if current.limit(1).count() == 0:
+                # The tenant's first load: every key is new, no join with silver needed, and
+                # nothing read from silver that a write could change under us.
+                classified = valid.withColumn(merge.OUTCOME, F.lit(merge.INSERT))
+            else:
+                classified = materialise(valid.transform(merge.classify(entity, current)), keep)
             by_outcome = {
                 r[0]: int(r[1]) for r in classified.groupBy(merge.OUTCOME).count().collect()
             }

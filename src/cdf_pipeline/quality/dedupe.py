@@ -23,26 +23,35 @@ Transform = Callable[[DataFrame], DataFrame]
 DROPPED = "_dropped"
 
 
-def deduplicate(entity: Entity) -> Transform:
-    """A transform adding ``_dropped`` and duplicate violations; needs ``_row_hash`` and
-    ``_violations`` (and uses ``_source_file`` as the last tie-breaker when present; rows still
-    tied have the same content and file, so either may win).
+def repeated_keys(entity: Entity) -> Transform:
+    """A transform from a batch to ``(tenant_id, key)`` of keys held by more than one valid row.
 
-    Only keys that occur more than once are ranked: finding them is a key-only aggregate, and the
-    (usually few) repeated keys are broadcast back, so the wide rows are never sorted as a whole.
+    A key-only aggregate: usually a handful of rows, worth materialising and broadcasting.
+    """
+    key = entity.primary_key
+
+    def _apply(df: DataFrame) -> DataFrame:
+        return (
+            df.where(F.size(F.col(VIOLATIONS)) == 0)
+            .groupBy("tenant_id", key)
+            .count()
+            .where(F.col("count") > 1)
+            .select("tenant_id", key, F.lit(True).alias("_repeated"))
+        )
+
+    return _apply
+
+
+def resolve_duplicates(entity: Entity, repeated: DataFrame) -> Transform:
+    """A transform adding ``_dropped`` and duplicate violations, given :func:`repeated_keys`.
+
+    Only rows of repeated keys are ranked, so the wide rows are never sorted as a whole.
     """
     key = entity.primary_key
     rule = entity.duplicate_rule
 
     def _apply(df: DataFrame) -> DataFrame:
         valid = F.size(F.col(VIOLATIONS)) == 0
-        repeated = (
-            df.where(valid)
-            .groupBy("tenant_id", key)
-            .count()
-            .where(F.col("count") > 1)
-            .select("tenant_id", key, F.lit(True).alias("_repeated"))
-        )
         flagged = df.join(F.broadcast(repeated), ["tenant_id", key], "left")
         single = flagged.where(F.col("_repeated").isNull() | ~valid).select(
             *df.columns, F.lit(False).alias(DROPPED)
@@ -66,5 +75,17 @@ def deduplicate(entity: Entity) -> Transform:
             (loser & same).alias(DROPPED),
         )
         return single.unionByName(resolved)
+
+    return _apply
+
+
+def deduplicate(entity: Entity) -> Transform:
+    """A transform adding ``_dropped`` and duplicate violations; needs ``_row_hash`` and
+    ``_violations`` (and uses ``_source_file`` as the last tie-breaker when present; rows still
+    tied have the same content and file, so either may win).
+    """
+
+    def _apply(df: DataFrame) -> DataFrame:
+        return df.transform(resolve_duplicates(entity, df.transform(repeated_keys(entity))))
 
     return _apply

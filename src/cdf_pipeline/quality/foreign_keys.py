@@ -8,11 +8,13 @@ missing ids, sorted and comma-separated.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import reduce
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts.model import Entity, ForeignKey, RuleKind
+from cdf_pipeline.quality.dedupe import DROPPED
 from cdf_pipeline.quality.reasons import VIOLATIONS, append_violations, reason
 
 Transform = Callable[[DataFrame], DataFrame]
@@ -30,36 +32,61 @@ def _missing_ids(df: DataFrame, pk: str, fk: ForeignKey, parents: DataFrame) -> 
     )
 
 
-def check_foreign_keys(entity: Entity, parent_keys: DataFrame) -> Transform:
-    """A transform appending ``<column>.fk`` violations for references not in ``parent_keys``.
+def _checked(df: DataFrame) -> Column:
+    """Rows the check applies to: no violation yet, and not an exact copy being dropped."""
+    ok = F.size(F.col(VIOLATIONS)) == 0
+    return ok & ~F.col(DROPPED) if DROPPED in df.columns else ok
 
-    Only rows without violations are checked (others are already rejected), and those must be
-    unique by primary key, which :func:`~cdf_pipeline.quality.dedupe.deduplicate` guarantees.
+
+def missing_references(entity: Entity, parent_keys: DataFrame) -> Transform:
+    """A transform from a batch to ``(pk, _missing_<column>...)``: one row per checked row with
+    a reference not in ``parent_keys`` (usually few: worth materialising and broadcasting).
+
+    Checked rows must be unique by primary key, which deduplication guarantees.
     """
     pk = entity.primary_key
     parents = parent_keys.select(F.col(PARENT_KEY)).distinct()
 
     def _apply(df: DataFrame) -> DataFrame:
+        checked = df.where(_checked(df))
+        frames = [_missing_ids(checked, pk, fk, parents) for fk in entity.foreign_keys]
+        return reduce(lambda a, b: a.join(b, pk, "full"), frames)
+
+    return _apply
+
+
+def flag_missing(entity: Entity, missing: DataFrame, *, broadcast: bool = False) -> Transform:
+    """A transform appending ``<column>.fk`` violations from :func:`missing_references`."""
+    pk = entity.primary_key
+
+    def _apply(df: DataFrame) -> DataFrame:
+        side = F.broadcast(missing) if broadcast else missing
+        out = df.withColumn("_fk_checked", _checked(df)).join(side, on=pk, how="left")
+        merged = F.col(VIOLATIONS)
+        for fk in entity.foreign_keys:
+            ids = F.col(f"_missing_{fk.column}")
+            rule = entity.rule(fk.column, RuleKind.FOREIGN_KEY)
+            found = F.when(
+                F.col("_fk_checked") & ids.isNotNull(),
+                F.array(reason(rule, F.array_join(ids, ","))),
+            )
+            merged = append_violations(merged, found)
+        return out.select(*(c for c in df.columns if c != VIOLATIONS), merged.alias(VIOLATIONS))
+
+    return _apply
+
+
+def check_foreign_keys(entity: Entity, parent_keys: DataFrame) -> Transform:
+    """A transform appending ``<column>.fk`` violations for references not in ``parent_keys``.
+
+    Only rows without violations (and not dropped as exact copies) are checked; others are
+    already rejected or counted.
+    """
+
+    def _apply(df: DataFrame) -> DataFrame:
         if not entity.foreign_keys:
             return df
-        flagged = df.withColumn("_fk_checked", F.size(F.col(VIOLATIONS)) == 0)
-        checked = flagged.where(F.col("_fk_checked"))
-        out = flagged
-        for fk in entity.foreign_keys:
-            out = out.join(_missing_ids(checked, pk, fk, parents), on=pk, how="left")
-        found = []
-        for fk in entity.foreign_keys:
-            missing = F.col(f"_missing_{fk.column}")
-            rule = entity.rule(fk.column, RuleKind.FOREIGN_KEY)
-            found.append(
-                F.when(
-                    F.col("_fk_checked") & missing.isNotNull(),
-                    F.array(reason(rule, F.array_join(missing, ","))),
-                )
-            )
-        merged = F.col(VIOLATIONS)
-        for f in found:
-            merged = append_violations(merged, f)
-        return out.select(*(c for c in df.columns if c != VIOLATIONS), merged.alias(VIOLATIONS))
+        missing = df.transform(missing_references(entity, parent_keys))
+        return df.transform(flag_missing(entity, missing))
 
     return _apply
