@@ -73,15 +73,26 @@ def snapshot_ids(spark: SparkSession, lake: Settings) -> dict[str, list[int]]:
     }
 
 
+def tenant_state(spark: SparkSession, lake: Settings, tenant: str) -> dict[str, DataFrame]:
+    """Every row the tenant owns in silver, quarantine and the file manifest, as a snapshot."""
+    n = names(lake)
+    tables = [t(e) for e in ENTITIES for t in (n.silver, n.quarantine)] + [n.ingested_files]
+    return {t: spark.table(t).where(F.col("tenant_id") == tenant).localCheckpoint() for t in tables}
+
+
 def test_quarantine_holds_exactly_the_labelled_rows_and_reruns_change_nothing(
     spark: SparkSession, lake: Settings
 ) -> None:
     gen(lake, ["qa", "qb"])
     # qb runs second: its cross-tenant parts point at qa's suppliers, which are in silver by then
     # and must still be orphans for qb.
+    qa_state: dict[str, DataFrame] = {}
     for tenant in ("qa", "qb"):
         run = run_tenant(spark, lake, tenant)
         assert run.status == S.SUCCEEDED, run.message
+        assert run.files and all(f"tenant_id={tenant}" in f.file for f in run.files)
+        if tenant == "qa":
+            qa_state = tenant_state(spark, lake, "qa")
         for entity in ENTITIES:
             lab = labels(spark, lake, tenant, entity, 1)
             assert_df_equality(
@@ -98,6 +109,9 @@ def test_quarantine_holds_exactly_the_labelled_rows_and_reruns_change_nothing(
             F.col("anomaly") == "cross_tenant_supplier"
         )
         assert cross.count() > 0
+    # Tenant isolation: qb's run left every row of qa (silver, quarantine, manifest) as it was.
+    for table, rows in tenant_state(spark, lake, "qa").items():
+        assert_df_equality(rows, qa_state[table], ignore_row_order=True, ignore_nullable=True)
     # The same input again changes nothing: no new snapshot, no new rows, nothing re-counted.
     before = snapshot_ids(spark, lake)
     rows_before = {e: silver(spark, lake, e, "qa").count() for e in ENTITIES}
