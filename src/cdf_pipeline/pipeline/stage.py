@@ -40,7 +40,6 @@ from cdf_pipeline.quality.rowhash import ROW_HASH, row_hash
 from cdf_pipeline.quality.rules import validate
 from cdf_pipeline.telemetry import stage
 
-QUARANTINED, DUPLICATE_DROPPED = "quarantined", "duplicates_dropped"
 logger = logging.getLogger(__name__)
 
 
@@ -54,6 +53,7 @@ class StagedEntity:
     promoted_keys: DataFrame | None  # _quarantine_key of quarantine rows promoted to silver
     counts: EntityCounts = field(default_factory=EntityCounts)
     _materialised: list[DataFrame] = field(default_factory=list)
+    _valid_keys: DataFrame | None = None
 
     @property
     def changes(self) -> DataFrame | None:
@@ -68,10 +68,16 @@ class StagedEntity:
         return self.classified.where(F.col(merge.OUTCOME) == outcome)
 
     def valid_keys(self) -> DataFrame | None:
-        """Keys of every valid row of this run (they exist in silver once it is published)."""
+        """Keys of every valid row of this run (they exist in silver once it is published).
+
+        Materialised on first use: the child's FK check and the FK audit both join them.
+        """
         if self.classified is None:
             return None
-        return self.classified.select(F.col(self.entity.primary_key).alias(PARENT_KEY))
+        if self._valid_keys is None:
+            keys = self.classified.select(F.col(self.entity.primary_key).alias(PARENT_KEY))
+            self._valid_keys = materialise(keys, self._materialised)
+        return self._valid_keys
 
     def release(self) -> None:
         """Free the blocks holding the staged rows (memory and local disk)."""
@@ -175,7 +181,9 @@ def stage_entity(
                 )
                 small = missing.count() <= settings.spark.broadcast_max_rows
                 batch = batch.transform(flag_missing(entity, missing, broadcast=small))
-        _count_batch(batch, counts)
+        # The rejected rows (a few percent) are materialised: counted, then written.
+        rejected_rows = materialise(batch.where(F.size(VIOLATIONS) > 0), keep)
+        _count_batch(batch, rejected_rows, counts)
 
     promoted = None
     promoted_keys = None
@@ -196,9 +204,7 @@ def stage_entity(
                 *entity.field_names, "_source_file", ROW_HASH
             )
         )
-        rejected = batch.where(F.size(VIOLATIONS) > 0).transform(
-            quarantine_rows(entity, tenant, run_id, now)
-        )
+        rejected = rejected_rows.transform(quarantine_rows(entity, tenant, run_id, now))
     if promoted is not None:
         valid_parts.append(
             promoted.select(*entity.field_names, "_source_file", row_hash(entity).alias(ROW_HASH))
@@ -227,18 +233,12 @@ def stage_entity(
     return StagedEntity(entity, classified, rejected, promoted_keys, counts, keep)
 
 
-def _count_batch(batch: DataFrame, counts: EntityCounts) -> None:
-    """Quarantined and dropped rows, and rows per violation code, in two small aggregations."""
-    totals = batch.agg(
-        F.sum(F.when(F.size(VIOLATIONS) > 0, 1).otherwise(0)).alias(QUARANTINED),
-        F.sum(F.when(F.col(DROPPED), 1).otherwise(0)).alias(DUPLICATE_DROPPED),
-    ).first()
-    assert totals is not None
-    counts.quarantined = int(totals[QUARANTINED] or 0)
-    counts.duplicates_dropped = int(totals[DUPLICATE_DROPPED] or 0)
+def _count_batch(batch: DataFrame, rejected: DataFrame, counts: EntityCounts) -> None:
+    """Quarantined and dropped rows, and rows per violation code."""
+    counts.quarantined = rejected.count()
+    counts.duplicates_dropped = batch.where(F.col(DROPPED)).count()
     per_code = (
-        batch.where(F.size(VIOLATIONS) > 0)
-        .select(F.explode(F.array_distinct(codes(F.col(VIOLATIONS)))).alias("code"))
+        rejected.select(F.explode(F.array_distinct(codes(F.col(VIOLATIONS)))).alias("code"))
         .groupBy("code")
         .count()
         .collect()
