@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from cdf_pipeline import telemetry
 from cdf_pipeline.exceptions import InputError
 
 EPILOG = """\
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         s3_endpoint=endpoint,
         progress=progress,
     )
+    telemetry.finish()  # before printing: an export error must not follow the JSON line
     data = summary.to_dict()
     print(_table(data))
     if args.json:

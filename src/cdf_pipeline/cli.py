@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from cdf_pipeline import __version__
+from cdf_pipeline import __version__, telemetry
 from cdf_pipeline.exceptions import CdfError, ConfigError, InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # py4j logs every gateway call at DEBUG and its shutdown at INFO (after the --json line,
     # which must stay last on stdout: spark-submit merges the driver's stderr into stdout).
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    traced = _start_telemetry(args)
     try:
         return int(args.func(args))
     except (ConfigError, InputError) as exc:
@@ -80,6 +81,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cdf {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if traced:
+            telemetry.finish()  # flush and stop, bounded by the export timeout
+
+
+def _start_telemetry(args: argparse.Namespace) -> bool:
+    """Install OpenTelemetry for commands that take a ``--profile`` (run, runs, generate).
+
+    Whether anything was installed. The sub-command loads its settings again and reports
+    configuration errors itself, so a bad profile, root or tenant here just leaves telemetry off.
+    Never raises.
+    """
+    profile = getattr(args, "profile", None)
+    if profile is None:
+        return False
+    from cdf_pipeline.config import load_settings
+
+    out = getattr(args, "out", None)
+    root = getattr(args, "root", None) or (out if out and "://" not in out else None)
+    try:
+        settings = load_settings(
+            profile, tenant=getattr(args, "tenant", None), overrides={"root": root} if root else {}
+        )
+    except CdfError:
+        return False
+    from cdf_pipeline import telemetry_setup
+
+    return telemetry_setup.install(settings) is not None
 
 
 if __name__ == "__main__":

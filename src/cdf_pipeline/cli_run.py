@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Any
 
+from cdf_pipeline import telemetry
 from cdf_pipeline.config import PROFILES, Settings, load_settings
 from cdf_pipeline.pipeline.summary import COUNT_KEYS, RunSummary
 
@@ -60,12 +61,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run_silver(settings: Settings, tenant: str) -> RunSummary:
-    """Build the session, run one tenant, return the summary (the one path for every caller)."""
+    """Build the session, run one tenant, return the summary (the one path for every caller).
+
+    One span covers both, so the trace of a tenant run includes the Spark start-up.
+    """
     from cdf_pipeline.pipeline.silver import run_tenant
     from cdf_pipeline.spark import build_session
 
-    spark = build_session(settings, app_name=f"cdf-silver-{tenant}")
-    return run_tenant(spark, settings, tenant)
+    with telemetry.stage("cdf.run", **{telemetry.TENANT: tenant}) as span:
+        with telemetry.stage("spark_session"):
+            spark = build_session(settings, app_name=f"cdf-silver-{tenant}")
+        summary = run_tenant(spark, settings, tenant)
+        telemetry.set_attributes(
+            span, {telemetry.RUN_ID: summary.run_id, telemetry.STATE: summary.status}
+        )
+    return summary
 
 
 def format_summary(s: RunSummary) -> str:
@@ -95,6 +105,7 @@ def format_summary(s: RunSummary) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     summary = run_silver(settings, args.tenant)
+    telemetry.finish()  # before printing: an export error must not follow the last line
     print(format_summary(summary), file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(summary.to_json(), flush=True)

@@ -1,0 +1,287 @@
+"""Telemetry without Spark: settings and OTEL_* resolution, spans, failures, propagation, JSONL,
+safety of attribute values, and a dead collector costing at most the export timeout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import OtelCapture, free_port, start_capture
+
+from cdf_pipeline import telemetry, telemetry_setup
+from cdf_pipeline.config import load_settings
+from cdf_pipeline.exceptions import CdfError
+from cdf_pipeline.pipeline import summary as S
+from cdf_pipeline.telemetry_export import read_spans
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE}-{PARENT}-01"
+
+
+def local(tmp_path: Path, **telemetry_conf: Any) -> Any:
+    over: dict[str, Any] = {"root": str(tmp_path)}
+    if telemetry_conf:
+        over["telemetry"] = telemetry_conf
+    return load_settings("local", overrides=over, environ={})
+
+
+@pytest.fixture(autouse=True)
+def _telemetry_off_after() -> Any:
+    yield
+    telemetry_setup.shutdown()
+
+
+# --- what gets installed -----------------------------------------------------------------------
+
+
+def test_profiles_default_off_locally_and_otlp_in_docker() -> None:
+    plan = telemetry_setup.make_plan(load_settings("local", environ={}), {})
+    assert (plan.traces, plan.metrics, plan.enabled) == ((), (), False)
+    assert telemetry_setup.install(load_settings("local", environ={}), environ={}) is None
+
+    docker = telemetry_setup.make_plan(load_settings("docker", environ={}), {})
+    assert (docker.traces, docker.metrics) == (("otlp",), ("otlp",))
+    assert docker.traces_endpoint == "http://otel-collector:4318/v1/traces"
+    assert docker.metrics_endpoint == "http://otel-collector:4318/v1/metrics"
+    assert docker.timeout_s == 5.0
+
+
+def test_otel_variables_win_over_the_profile(tmp_path: Path) -> None:
+    settings = load_settings("docker", overrides={"root": str(tmp_path)}, environ={})
+    plan = telemetry_setup.make_plan(
+        settings,
+        {
+            "OTEL_TRACES_EXPORTER": "console, jsonl",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.example:4318/",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics.example/custom",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "10000",  # milliseconds, as the spec has it
+        },
+    )
+    assert plan.traces == ("console", "jsonl")
+    assert plan.metrics == ()
+    assert plan.traces_endpoint == "http://collector.example:4318/v1/traces"
+    assert plan.metrics_endpoint == "http://metrics.example/custom"
+    assert (plan.traces_timeout_s, plan.metrics_timeout_s) == (10.0, 2.0)
+    assert plan.jsonl_path == str(tmp_path / "telemetry" / "spans.jsonl")  # {root} expanded
+
+
+def test_sdk_disabled_and_unknown_exporters(caplog: pytest.LogCaptureFixture) -> None:
+    docker = load_settings("docker", environ={})
+    assert not telemetry_setup.make_plan(docker, {"OTEL_SDK_DISABLED": "true"}).enabled
+    with caplog.at_level(logging.WARNING):
+        plan = telemetry_setup.make_plan(docker, {"OTEL_TRACES_EXPORTER": "zipkin,otlp"})
+    assert plan.traces == ("otlp",)
+    assert "'zipkin' is not available" in caplog.text
+
+
+def test_a_remote_jsonl_path_turns_the_jsonl_exporter_off(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(
+        "docker", overrides={"telemetry": {"traces_exporter": "jsonl"}}, environ={}
+    )
+    with caplog.at_level(logging.WARNING):
+        plan = telemetry_setup.make_plan(settings, {})
+    assert plan.traces == () and plan.jsonl_path is None
+    assert "must be a local file" in caplog.text
+
+
+def test_service_name_and_resource_attributes_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capture = start_capture(local(tmp_path))
+    with telemetry.stage("s"):
+        pass
+    resource = dict(capture.spans()[0].resource.attributes)
+    assert resource["service.name"] == "cdf-pipeline"
+    assert resource["cdf.profile"] == "local"
+
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "nightly-cdf")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test,team=data")
+    capture = start_capture(local(tmp_path))
+    with telemetry.stage("s"):
+        pass
+    resource = dict(capture.spans()[0].resource.attributes)
+    assert resource["service.name"] == "nightly-cdf"
+    assert resource["team"] == "data"
+
+
+# --- spans and metrics -------------------------------------------------------------------------
+
+
+def test_stages_nest_and_their_durations_are_a_histogram(otel: OtelCapture) -> None:
+    with (
+        telemetry.stage("outer", **{telemetry.TENANT: "acme", "skipped": None}) as outer,
+        telemetry.stage("inner", **{telemetry.TENANT: "acme", telemetry.ENTITY: "parts"}),
+    ):
+        assert telemetry.current_trace_id() == f"{outer.get_span_context().trace_id:032x}"
+    inner, outer_span = otel.spans()
+    assert (inner.name, outer_span.name) == ("inner", "outer")
+    assert inner.parent is not None and inner.parent.span_id == outer_span.context.span_id
+    assert dict(outer_span.attributes or {}) == {"cdf.tenant": "acme"}  # None values dropped
+
+    points = {a[telemetry.TASK]: (a, p) for a, p in otel.points(telemetry.DURATION_METRIC)}
+    attrs, point = points["inner"]
+    assert attrs == {"pipeline.task.name": "inner", "cdf.tenant": "acme", "cdf.entity": "parts"}
+    assert point.count == 1 and point.sum > 0
+    assert telemetry.current_trace_id() is None  # no span open any more
+
+
+def test_a_failure_sets_the_status_and_keeps_foreign_messages_out(otel: OtelCapture) -> None:
+    with pytest.raises(ValueError), telemetry.stage("cast"):
+        raise ValueError("cannot cast 'jane.doe@example.com' to INT")
+    with pytest.raises(CdfError), telemetry.stage("ours"):
+        raise CdfError("silver run r1 for tenant acme failed: ValueError during the run")
+    foreign, ours = otel.spans()
+    assert foreign.status.status_code.name == "ERROR"
+    assert foreign.status.description == "ValueError"
+    (event,) = foreign.events
+    assert event.name == "exception"
+    assert event.attributes["exception.type"] == "builtins.ValueError"
+    assert "jane.doe" not in json.dumps(dict(event.attributes))
+    assert "test_telemetry.py" in event.attributes["exception.stacktrace"]
+    assert ours.events[0].attributes["exception.message"].startswith("silver run r1")
+    errors = {
+        a[telemetry.TASK]: a.get("error.type") for a, _ in otel.points("pipeline.stage.duration")
+    }
+    assert errors == {"cast": "ValueError", "ours": "CdfError"}
+
+
+def test_attribute_values_lose_credentials_and_length() -> None:
+    assert telemetry.safe_value("s3://AKIAXX:s3cr3t@bucket/raw") == "s3://***@bucket/raw"
+    assert telemetry.safe_value("http://user:pw@collector:4318 x") == "http://***@collector:4318 x"
+    assert telemetry.safe_value(["jdbc:postgresql://u:p@db/x"]) == ["jdbc:postgresql://***@db/x"]
+    assert telemetry.safe_value(Path("/data/lake")) == "/data/lake"
+    assert len(telemetry.safe_value("x" * 5000)) == telemetry.MAX_STRING
+    assert telemetry.safe_value(3) == 3 and telemetry.safe_value(True) is True
+
+
+def test_run_attributes_and_metrics_carry_the_summary_counts(otel: OtelCapture) -> None:
+    run = S.RunSummary(tenant="acme", run_id="r1", status=S.SUCCEEDED)
+    run.entities = {
+        "suppliers": S.EntityCounts(read=10, inserted=7, quarantined=2, duplicates_dropped=1,
+                                    violations={"contact_email.format": 2}),
+        "parts": S.EntityCounts(read=5, inserted=4, quarantined=1, violations={"x.fk": 1}),
+    }  # fmt: skip
+    run.snapshots_before = {"silver.parts": 1}
+    run.snapshots_after = {"silver.parts": 2, "silver.suppliers": 3}
+    run.audits = [S.Audit("pass_rate", True, ""), S.Audit("parts.count_invariant", False, "")]
+    with telemetry.stage("cdf.silver_run") as span:
+        telemetry.record_run(span, run)
+    attrs = dict(otel.spans()[0].attributes or {})
+    assert attrs["pipeline.state"] == "SUCCEEDED"
+    assert attrs["cdf.rows.read"] == 15 and attrs["cdf.rows.quarantined"] == 3
+    assert attrs["cdf.quarantined_by_reason.contact_email.format"] == 2
+    assert attrs["pipeline.quality.pass_rate"] == run.pass_rate
+    assert attrs["cdf.snapshot.after.silver.suppliers"] == 3
+    assert attrs["pipeline.lineage.destinations"] == ("silver.parts", "silver.suppliers")
+    assert attrs["pipeline.quality.rules_failed"] == 1
+    assert attrs["cdf.audits.failed"] == ("parts.count_invariant",)
+
+    rows = {(a["cdf.entity"], a["cdf.outcome"]): p.value for a, p in otel.points("pipeline.rows")}
+    assert rows == {
+        ("suppliers", "read"): 10, ("suppliers", "inserted"): 7,
+        ("suppliers", "quarantined"): 2, ("suppliers", "duplicates_dropped"): 1,
+        ("parts", "read"): 5, ("parts", "inserted"): 4, ("parts", "quarantined"): 1,
+    }  # fmt: skip
+    ((runs_attrs, runs),) = otel.points("pipeline.runs")
+    assert runs_attrs == {"cdf.tenant": "acme", "pipeline.state": "SUCCEEDED"}
+    assert runs.value == 1
+    reasons = {a["cdf.rule"]: p.value for a, p in otel.points("pipeline.quarantine.rows")}
+    assert reasons == {"contact_email.format": 2, "x.fk": 1}
+
+
+# --- propagation -------------------------------------------------------------------------------
+
+
+def test_traceparent_in_the_environment_is_the_parent_of_every_span(tmp_path: Path) -> None:
+    capture = start_capture(local(tmp_path), environ={"TRACEPARENT": TRACEPARENT})
+    with telemetry.stage("cdf.silver_run") as span:
+        assert telemetry.current_trace_id() == TRACE
+        child = telemetry.child_env()
+    (recorded,) = capture.spans()
+    assert f"{recorded.context.trace_id:032x}" == TRACE
+    assert recorded.parent is not None and recorded.parent.is_remote
+    assert f"{recorded.parent.span_id:016x}" == PARENT
+    # What this process passes on: the same trace, this span as the parent.
+    assert child["TRACEPARENT"] == f"00-{TRACE}-{span.get_span_context().span_id:016x}-01"
+    telemetry_setup.shutdown()
+    assert telemetry.current_trace_id() is None  # the parent context is detached again
+
+
+def test_traceparent_alone_still_puts_the_trace_id_on_the_run(tmp_path: Path) -> None:
+    installed = telemetry_setup.install(local(tmp_path), environ={"TRACEPARENT": TRACEPARENT})
+    assert installed is not None and installed.plan.enabled is False
+    with telemetry.stage("cdf.silver_run"):
+        assert telemetry.current_trace_id() == TRACE
+
+
+def test_an_invalid_traceparent_is_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        installed = telemetry_setup.install(local(tmp_path), environ={"TRACEPARENT": "00-zz-1-01"})
+    assert installed is None
+    assert "not a valid W3C traceparent" in caplog.text
+    assert telemetry.child_env() == {}
+
+
+# --- exporters ---------------------------------------------------------------------------------
+
+
+def test_jsonl_exporter_writes_one_object_per_span(tmp_path: Path) -> None:
+    settings = local(tmp_path, traces_exporter="jsonl")
+    assert telemetry_setup.install(settings, environ={}) is not None
+    with telemetry.stage("outer", **{telemetry.TENANT: "acme"}), telemetry.stage("inner"):
+        pass
+    telemetry_setup.shutdown()
+    inner, outer = read_spans(tmp_path / "telemetry" / "spans.jsonl")
+    assert (inner["name"], outer["name"]) == ("inner", "outer")
+    assert inner["trace_id"] == outer["trace_id"] and len(inner["trace_id"]) == 32
+    assert inner["parent_id"] == outer["span_id"] and outer["parent_id"] is None
+    assert outer["attributes"] == {"cdf.tenant": "acme"}
+    assert outer["status"]["code"] == "UNSET" and outer["duration_ms"] >= 0
+    assert outer["start"] <= inner["start"] <= inner["end"] <= outer["end"]
+    assert outer["resource"]["service.name"] == "cdf-pipeline"
+
+
+def test_a_dead_collector_costs_at_most_the_export_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cdf generate`` with OTLP pointed at a closed loopback port: the job succeeds and the
+    telemetry shutdown (the only place an export can block the job) stays within the timeout."""
+    from cdf_pipeline.cli import main
+
+    timeout_s = 1.0
+    spent: list[float] = []
+    real_shutdown = telemetry_setup.shutdown
+
+    def timed_shutdown() -> float:
+        seconds = real_shutdown()
+        spent.append(seconds)
+        return seconds
+
+    monkeypatch.setattr(telemetry_setup, "shutdown", timed_shutdown)
+    args = ["generate", "--tenants", "acme", "--suppliers", "200", "--parts", "200"]
+
+    started = time.perf_counter()
+    assert main([*args, "--root", str(tmp_path / "off")]) == 0
+    untraced = time.perf_counter() - started
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", str(timeout_s))
+    started = time.perf_counter()
+    assert main([*args, "--root", str(tmp_path / "on")]) == 0
+    traced = time.perf_counter() - started
+
+    assert spent, "telemetry was not installed"
+    assert spent[0] <= timeout_s + telemetry_setup.SHUTDOWN_MARGIN_S
+    assert traced - untraced <= timeout_s + 1.0, (traced, untraced)
+    assert telemetry_setup.active() is None
