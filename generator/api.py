@@ -22,6 +22,7 @@ import pyarrow as pa
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.contracts.schemas import arrow_schema
 from cdf_pipeline.exceptions import InputError
+from cdf_pipeline.telemetry import stage
 from cdf_pipeline.tenants import validate_tenant_id
 from generator import build, shapes, sink
 from generator.plan import EntityCtx, Universe
@@ -182,40 +183,67 @@ def generate(
     dest.check_writable()
     summary = GenerateSummary(batch=batch)
     ingest_date = universe.as_of_date(batch).isoformat()
-    for tenant in universe.tenants:
-        summary.tenants[tenant] = {}
-        for entity in ENTITY_ORDER:
-            ctx = EntityCtx(universe, tenant, entity)
-            data_dir = f"raw/tenant_id={tenant}/entity={entity}/ingest_date={ingest_date}"
-            staging = dest.staging(data_dir)
-            tmp = staging / f".tmp-{uuid.uuid4().hex}.{fmt}"
-            label_parts: list[build.LabelPart] = []
-            try:
-                rows = sink.write_stream(
-                    tmp,
-                    _chunks(ctx, batch, chunk_rows, label_parts, fmt, shape),
-                    fmt,
-                    _shaped_schema(entity, fmt, shape),
-                )
-                name = f"{sink.sha256_file(tmp)}.{fmt}"
-                uri = dest.commit(tmp, f"{data_dir}/{name}")
-            finally:
-                tmp.unlink(missing_ok=True)
-            labels = build.label_table(ctx, batch, label_parts, name)
-            label_dir = f"labels/tenant_id={tenant}/entity={entity}/batch={batch}"
-            ltmp = dest.staging(label_dir) / f".tmp-{uuid.uuid4().hex}.parquet"
-            try:
-                sink.write_labels(ltmp, labels)
-                label_uri = dest.commit(ltmp, f"{label_dir}/labels.parquet")
-            finally:
-                ltmp.unlink(missing_ok=True)
-            counts = Counter(labels.column("anomaly").to_pylist())
-            summary.tenants[tenant][entity] = EntitySummary(
-                rows=rows, anomalies=labels.num_rows, by_anomaly=dict(sorted(counts.items()))
-            )
-            summary.files.append(uri)
-            summary.label_files.append(label_uri)
-            if progress is not None:
-                progress(f"wrote {uri} ({rows} rows, {labels.num_rows} labelled)")
+    root_attrs = {"pipeline.name": "cdf.generate", "cdf.batch": batch, "cdf.format": fmt}
+    with stage("cdf.generate", **root_attrs, **{"cdf.tenant_count": len(universe.tenants)}):
+        for tenant in universe.tenants:
+            summary.tenants[tenant] = {}
+            for entity in ENTITY_ORDER:
+                with stage("generate_file", **{"cdf.tenant": tenant, "cdf.entity": entity}) as span:
+                    ctx = EntityCtx(universe, tenant, entity)
+                    uri, label_uri, written = _write_entity(
+                        dest, ctx, batch, ingest_date, fmt, shape, chunk_rows
+                    )
+                    span.set_attributes(
+                        {"cdf.rows.written": written.rows, "cdf.rows.anomalous": written.anomalies}
+                    )
+                summary.tenants[tenant][entity] = written
+                summary.files.append(uri)
+                summary.label_files.append(label_uri)
+                if progress is not None:
+                    progress(f"wrote {uri} ({written.rows} rows, {written.anomalies} labelled)")
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _write_entity(
+    dest: sink.Destination,
+    ctx: EntityCtx,
+    batch: int,
+    ingest_date: str,
+    fmt: str,
+    shape: str,
+    chunk_rows: int,
+) -> tuple[str, str, EntitySummary]:
+    """Write one (tenant, entity) data file and its labels; (data URI, labels URI, summary)."""
+    tenant, entity = ctx.tenant, ctx.entity
+    data_dir = f"raw/tenant_id={tenant}/entity={entity}/ingest_date={ingest_date}"
+    staging = dest.staging(data_dir)
+    tmp = staging / f".tmp-{uuid.uuid4().hex}.{fmt}"
+    label_parts: list[build.LabelPart] = []
+    try:
+        rows = sink.write_stream(
+            tmp,
+            _chunks(ctx, batch, chunk_rows, label_parts, fmt, shape),
+            fmt,
+            _shaped_schema(entity, fmt, shape),
+        )
+        name = f"{sink.sha256_file(tmp)}.{fmt}"
+        uri = dest.commit(tmp, f"{data_dir}/{name}")
+    finally:
+        tmp.unlink(missing_ok=True)
+    labels = build.label_table(ctx, batch, label_parts, name)
+    label_dir = f"labels/tenant_id={tenant}/entity={entity}/batch={batch}"
+    ltmp = dest.staging(label_dir) / f".tmp-{uuid.uuid4().hex}.parquet"
+    try:
+        sink.write_labels(ltmp, labels)
+        label_uri = dest.commit(ltmp, f"{label_dir}/labels.parquet")
+    finally:
+        ltmp.unlink(missing_ok=True)
+    counts = Counter(labels.column("anomaly").to_pylist())
+    return (
+        uri,
+        label_uri,
+        EntitySummary(
+            rows=rows, anomalies=labels.num_rows, by_anomaly=dict(sorted(counts.items()))
+        ),
+    )

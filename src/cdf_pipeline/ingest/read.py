@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 from cdf_pipeline.contracts import Entity
 from cdf_pipeline.ingest.files import RawFile
 from cdf_pipeline.quality.normalise import Drift, detect_drift, normalise
+from cdf_pipeline.telemetry import stage
 
 
 def read_raw(spark: SparkSession, raw: RawFile) -> DataFrame:
@@ -51,9 +52,9 @@ def read_normalised(
     """
     frames = []
     for f in files:
-        df = read_raw(spark, f).transform(
-            normalise(entity, source_file=f.name, extra_columns=extra_columns)
-        )
+        raw = read_raw(spark, f)
+        with stage("normalise", **{"cdf.entity": entity.name}):  # plans only: Spark is lazy
+            df = raw.transform(normalise(entity, source_file=f.name, extra_columns=extra_columns))
         frames.append(df.transform(per_file) if per_file is not None else df)
     if not frames:
         return None

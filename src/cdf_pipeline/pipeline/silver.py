@@ -28,7 +28,13 @@ from cdf_pipeline.pipeline import summary as S
 from cdf_pipeline.pipeline.audits import parent_keys, run_audits
 from cdf_pipeline.pipeline.stage import StagedEntity, stage_entity
 from cdf_pipeline.quality.normalise import detect_drift
-from cdf_pipeline.telemetry import current_trace_id, stage
+from cdf_pipeline.telemetry import (
+    current_trace_id,
+    record_entity,
+    record_exception,
+    record_run,
+    stage,
+)
 from cdf_pipeline.tenants import validate_tenant_id
 
 logger = logging.getLogger(__name__)
@@ -100,7 +106,13 @@ def run_tenant(
     started = time.monotonic()
     names = TableNames(settings.catalog.name)
     run = S.RunSummary(tenant=tenant, run_id=new_run_id(now), status=S.FAILED)
-    with stage("cdf.silver_run", **{"cdf.tenant": tenant, "cdf.run_id": run.run_id}) as span:
+    root_attrs = {
+        "pipeline.name": "cdf.silver",
+        "pipeline.engine.name": "spark",
+        "cdf.tenant": tenant,
+        "pipeline.run.id": run.run_id,
+    }
+    with stage("cdf.silver_run", **root_attrs) as span:
         run.trace_id = current_trace_id()
         ensure_tables(spark, names)
         new, bad, run.skipped_files, any_files = _select_new_files(spark, names, settings, tenant)
@@ -109,25 +121,30 @@ def run_tenant(
         ]
         if not any(new.values()):
             _finish_without_data(spark, names, settings, run, any_files, now, started)
-            span.set_attribute("cdf.status", run.status)
+            record_run(span, run)
             return run
         run.snapshots_before = _snapshots(spark, names)
         staged: dict[str, StagedEntity] = {}
         try:
-            staged[SUPPLIERS.name] = stage_entity(
-                spark, settings, names, SUPPLIERS, tenant, new[SUPPLIERS.name],
-                run_id=run.run_id, now=now, parent_keys=None,
-            )  # fmt: skip
+            with stage("stage_entity", **{"cdf.tenant": tenant, "cdf.entity": "suppliers"}) as es:
+                staged[SUPPLIERS.name] = stage_entity(
+                    spark, settings, names, SUPPLIERS, tenant, new[SUPPLIERS.name],
+                    run_id=run.run_id, now=now, parent_keys=None,
+                )  # fmt: skip
+                record_entity(es, staged[SUPPLIERS.name].counts)
             keys = parent_keys(spark, names, staged[SUPPLIERS.name], tenant)
-            staged[PARTS.name] = stage_entity(
-                spark, settings, names, PARTS, tenant, new[PARTS.name],
-                run_id=run.run_id, now=now, parent_keys=keys,
-            )  # fmt: skip
+            with stage("stage_entity", **{"cdf.tenant": tenant, "cdf.entity": "parts"}) as es:
+                staged[PARTS.name] = stage_entity(
+                    spark, settings, names, PARTS, tenant, new[PARTS.name],
+                    run_id=run.run_id, now=now, parent_keys=keys,
+                )  # fmt: skip
+                record_entity(es, staged[PARTS.name].counts)
             run.entities = {name: s.counts for name, s in staged.items()}
             with stage("audits", **{"cdf.tenant": tenant}):
                 run.audits = run_audits(spark, settings, names, staged, tenant)
             if all(a.passed for a in run.audits):
-                _publish(spark, names, staged, tenant, run.run_id, now)
+                with stage("publish", **{"cdf.tenant": tenant}):
+                    _publish(spark, names, staged, tenant, run.run_id, now)
                 run.status = S.PARTIAL if bad else S.SUCCEEDED
                 run.message = f"{len(bad)} file(s) could not be read" if bad else ""
                 published = True
@@ -162,15 +179,16 @@ def run_tenant(
             run.status = S.FAILED
             run.message = f"{type(exc).__name__} during the run; see the job log"
             run.seconds = time.monotonic() - started
-            span.record_exception(exc)
+            record_exception(span, exc)
             _record_failure(spark, names, run, now)
+            record_run(span, run)
             raise CdfError(
                 f"silver run {run.run_id} for tenant {tenant} failed: {run.message}"
             ) from exc
         finally:
             for s in staged.values():
                 s.release()
-        span.set_attribute("cdf.status", run.status)
+        record_run(span, run)
     return run
 
 
@@ -196,21 +214,31 @@ def _publish(
     suffix = run_id.replace("-", "_")
     for name, s in staged.items():
         if s.rejected is not None and s.counts.quarantined:
-            with stage("quarantine_write", **{"cdf.entity": name}):
+            attrs = {
+                "cdf.entity": name,
+                "cdf.table": names.quarantine(s.entity),
+                "cdf.rows.quarantined": s.counts.quarantined,
+            }
+            with stage("quarantine_write", **attrs):
                 quarantine.write_quarantine(spark, names, s.entity, tenant, s.rejected)
     for name, s in staged.items():
         lineage = merge.with_lineage(s.entity, run_id, now)
         attrs = {"cdf.entity": name, "cdf.table": names.silver(s.entity)}
         if s.counts.inserted:
-            with stage("append", **attrs):
+            with stage("append", **attrs, **{"cdf.rows.inserted": s.counts.inserted}):
                 merge.append_inserts(names, s.entity, s.outcome(merge.INSERT).transform(lineage))
         if s.counts.updated:
-            with stage("merge", **attrs):
+            with stage("merge", **attrs, **{"cdf.rows.updated": s.counts.updated}):
                 rows = s.outcome(merge.UPDATE).transform(lineage)
                 merge.merge_updates(spark, names, s.entity, tenant, rows, f"m_{name}_{suffix}")
     for name, s in staged.items():
         if s.promoted_keys is not None and s.counts.promoted > 0:
-            with stage("quarantine_resolve", **{"cdf.entity": name}):
+            attrs = {
+                "cdf.entity": name,
+                "cdf.table": names.quarantine(s.entity),
+                "cdf.rows.promoted": s.counts.promoted,
+            }
+            with stage("quarantine_resolve", **attrs):
                 quarantine.resolve(
                     spark,
                     names,
