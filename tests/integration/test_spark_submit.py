@@ -34,23 +34,45 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**_env(), **(extra_env or {})}
     return subprocess.run(
-        args, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S
+        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
     )
 
 
 @pytest.fixture(scope="module")
 def submitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Generate one batch for ``subm`` and spark-submit the silver job twice on it."""
+    """Generate one batch for ``subm`` and spark-submit the silver job twice on it.
+
+    Both children are launched from inside a parent span, as a scheduler would: they get its
+    trace context (``TRACEPARENT``) and write their spans to ``<root>/telemetry/spans.jsonl``.
+    """
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from cdf_pipeline import telemetry
+
     root = tmp_path_factory.mktemp("subm")
     generated = generate(["subm"], 1000, 1000, seed=3, root_uri=str(root))
     submit = [str(BIN / "spark-submit"), str(REPO / "jobs" / "silver_job.py"),
               "--tenant", "subm", "--root", str(root), "--json"]  # fmt: skip
-    first = _run(submit)
-    again = _run(submit) if first.returncode == 0 else None
+    scheduler = TracerProvider().get_tracer("test-scheduler")
+    with scheduler.start_as_current_span("launch tenant jobs") as parent:
+        traced = {**telemetry.child_env(), "OTEL_TRACES_EXPORTER": "jsonl"}
+        first = _run(submit, traced)
+        again = _run(submit, traced) if first.returncode == 0 else None
     rows = sum(e.rows for e in generated.tenants["subm"].values())
-    return {"rows": rows, "first": first, "again": again}
+    ctx = parent.get_span_context()
+    return {
+        "rows": rows,
+        "first": first,
+        "again": again,
+        "root": root,
+        "parent_trace_id": f"{ctx.trace_id:032x}",
+        "parent_span_id": f"{ctx.span_id:016x}",
+    }
 
 
 def _summary(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -102,3 +124,33 @@ def test_unknown_tenant_exits_0_and_says_so(tmp_path: Path) -> None:
     assert S.UNKNOWN_TENANT in proc.stdout
     assert "unknown tenant 'nobody_here'" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_parents_trace_reaches_each_spark_submit_child(submitted: dict[str, Any]) -> None:
+    """TRACEPARENT from the launcher: every span of both children is in the launcher's trace,
+    each child's top span hangs under the launcher's span, and ops.runs names that trace."""
+    from cdf_pipeline.telemetry_export import read_spans
+
+    trace_id, parent_id = submitted["parent_trace_id"], submitted["parent_span_id"]
+    assert submitted["first"].returncode == 0
+    spans = read_spans(Path(submitted["root"]) / "telemetry" / "spans.jsonl")
+    assert {s["trace_id"] for s in spans} == {trace_id}
+    tops = [s for s in spans if s["parent_id"] == parent_id]
+    assert [s["name"] for s in tops] == ["cdf.run", "cdf.run"]  # one per child process
+    names = {s["name"] for s in spans}
+    assert {"spark_session", "cdf.silver_run", "stage_entity", "publish", "record_run"} <= names
+    first, again = _summary(submitted["first"]), _summary(submitted["again"])
+    assert first["trace_id"] == again["trace_id"] == trace_id
+    (recorded,) = _ops_runs(Path(submitted["root"]))  # NOTHING_NEW runs are not recorded
+    assert (recorded["run_id"], recorded["trace_id"]) == (first["run_id"], trace_id)
+
+
+def _ops_runs(root: Path) -> list[dict[str, Any]]:
+    """The ``ops.runs`` rows of a local lakehouse, read with pyiceberg (no Spark needed)."""
+    from pyiceberg.table import StaticTable
+
+    metadata = root / "warehouse" / "ops" / "runs" / "metadata"
+    version = (metadata / "version-hint.text").read_text().strip()
+    table = StaticTable.from_metadata(str(metadata / f"v{version}.metadata.json"))
+    return table.scan(selected_fields=("run_id", "trace_id", "status")).to_arrow().to_pylist()
