@@ -48,6 +48,7 @@ docs: $(STAMP) ## regenerate docs/contracts.md from the contracts
 bench: $(STAMP) ## run every benchmark script (prints the figures for docs/benchmarks.md)
 	$(BIN)/python benchmarks/generator_bench.py
 	$(BIN)/python benchmarks/silver_bench.py
+	$(BIN)/python benchmarks/telemetry_bench.py
 
 clean: ## remove the local lakehouse and caches (keeps .venv)
 	rm -rf $(ROOT) $(DEMO_ROOT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse
