@@ -45,7 +45,11 @@ def reasons_when(pairs: list[tuple[Column, Column]]) -> Column:
     if not pairs:
         return F.array().cast(VIOLATIONS_TYPE)
     candidates = F.array(*(F.when(cond, rsn) for cond, rsn in pairs))
-    return F.filter(candidates, lambda r: r.isNotNull()).cast(VIOLATIONS_TYPE)
+    # Not F.filter(..., isNotNull): higher-order functions have no generated code in Spark 3.5,
+    # so the lambda would evaluate every rule's condition interpreted, row by row (measured:
+    # most of the validation time). array_except is compiled; reasons are distinct by rule.
+    no_reason = F.array(F.lit(None).cast(REASON_TYPE))
+    return F.array_except(candidates, no_reason).cast(VIOLATIONS_TYPE)
 
 
 def append_violations(existing: Column, new: Column) -> Column:
