@@ -45,7 +45,8 @@ def missing_references(entity: Entity, parent_keys: DataFrame) -> Transform:
     Checked rows must be unique by primary key, which deduplication guarantees.
     """
     pk = entity.primary_key
-    parents = parent_keys.select(F.col(PARENT_KEY)).distinct()
+    # No distinct(): an anti-join finds the same references whether a key appears once or twice.
+    parents = parent_keys.select(F.col(PARENT_KEY))
 
     def _apply(df: DataFrame) -> DataFrame:
         checked = df.where(_checked(df))
