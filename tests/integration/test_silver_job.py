@@ -136,6 +136,11 @@ def test_quarantine_holds_exactly_the_labelled_rows_and_reruns_change_nothing(
 def test_change_batches_update_keep_newer_versions_and_promote_late_parents(
     spark: SparkSession, lake: Settings
 ) -> None:
+    # Nothing counts as small here, so this test takes the shuffle-join plans that big batches
+    # take (classification, FK check, re-check, audits); the others take the broadcast plans.
+    lake = lake.model_copy(
+        update={"spark": lake.spark.model_copy(update={"broadcast_max_rows": 0})}
+    )
     gen(lake, ["chg"])
     assert run_tenant(spark, lake, "chg").status == S.SUCCEEDED
     v1 = {

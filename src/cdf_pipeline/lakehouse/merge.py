@@ -46,11 +46,20 @@ def silver_state(spark: SparkSession, names: TableNames, entity: Entity, tenant:
     )
 
 
-def classify(entity: Entity, current: DataFrame) -> Transform:
-    """A transform adding ``_outcome`` to valid rows, unique by key, given silver's state."""
+def classify(entity: Entity, current: DataFrame, *, few_rows: bool = False) -> Transform:
+    """A transform adding ``_outcome`` to valid rows, unique by key, given silver's state.
+
+    With ``few_rows`` (a small change batch), silver's state is first cut down to the batch's
+    keys by a broadcast semi-join, so the tenant's whole silver state is scanned, not shuffled.
+    """
+    pk = entity.primary_key
 
     def _apply(valid: DataFrame) -> DataFrame:
-        joined = valid.join(current, on=entity.primary_key, how="left")
+        state = current
+        if few_rows:
+            keys = F.broadcast(valid.select(pk))
+            state = F.broadcast(current.join(keys, pk, "left_semi"))
+        joined = valid.join(state, on=pk, how="left")
         ts, cur = F.col("source_timestamp"), F.col("_cur_ts")
         same = F.col(ROW_HASH) == F.col("_cur_hash")
         outcome = (

@@ -49,11 +49,12 @@ def count_invariant(staged: StagedEntity) -> Audit:
 
 
 def primary_key_unique(
-    spark: SparkSession, names: TableNames, staged: StagedEntity, tenant: str
+    spark: SparkSession, names: TableNames, staged: StagedEntity, tenant: str, few: bool = False
 ) -> Audit:
     """No key is written twice, and no "new" key already exists in silver.
 
     With silver unique before the run (the previous runs' audit), that keeps it unique after.
+    ``few``: the rows to write are few enough to broadcast against silver's keys.
     """
     name = f"{staged.entity.name}.primary_key_unique"
     changes = staged.changes
@@ -65,8 +66,11 @@ def primary_key_unique(
     current = _silver(spark, names, staged.entity, tenant).select(pk)
     clash = 0
     if current.limit(1).count() > 0:  # an empty silver (a first load) cannot clash
-        inserts = keys.where(F.col(merge.OUTCOME) == merge.INSERT)
-        clash = inserts.join(current, pk, "left_semi").count()
+        inserts = keys.where(F.col(merge.OUTCOME) == merge.INSERT).select(pk)
+        if few:  # scan silver's keys against the broadcast inserts rather than shuffle them
+            clash = current.join(F.broadcast(inserts), pk, "left_semi").count()
+        else:
+            clash = inserts.join(current, pk, "left_semi").count()
     return Audit(
         name,
         twice == 0 and clash == 0,
@@ -80,11 +84,13 @@ def foreign_keys_closed(
     child: StagedEntity,
     parents: DataFrame,
     tenant: str,
+    few: bool = False,
 ) -> Audit:
     """Every row this run writes references only parents that exist once it is published.
 
     Silver rows the run does not touch were closed before (previous audits) and parents are never
-    deleted, so checking the written rows keeps the whole tenant closed.
+    deleted, so checking the written rows keeps the whole tenant closed. ``few``: the rows to
+    write are few enough to broadcast their references.
     """
     e = child.entity
     name = f"{e.name}.foreign_keys_closed"
@@ -93,7 +99,7 @@ def foreign_keys_closed(
         return Audit(name, True, "nothing to write")
     cols = [e.primary_key, *(fk.column for fk in e.foreign_keys)]
     rows = changes.select(*cols).withColumn(VIOLATIONS, F.array().cast(VIOLATIONS_TYPE))
-    orphans = rows.transform(missing_references(e, parents)).count()
+    orphans = rows.transform(missing_references(e, parents, few_children=few)).count()
     return Audit(name, orphans == 0, f"{orphans} written rows with missing parents")
 
 
@@ -115,7 +121,9 @@ def run_audits(
     """Every audit, in a stable order."""
     audits = [count_invariant(s) for s in staged.values()]
     audits.append(pass_rate(settings, staged))
-    audits += [primary_key_unique(spark, names, s, tenant) for s in staged.values()]
+    limit = settings.spark.broadcast_max_rows
+    few = {n: s.counts.inserted + s.counts.updated <= limit for n, s in staged.items()}
+    audits += [primary_key_unique(spark, names, s, tenant, few[n]) for n, s in staged.items()]
     for s in staged.values():
         referenced = {fk.entity for fk in s.entity.foreign_keys}
         for parent_name in sorted(referenced):
@@ -123,5 +131,5 @@ def run_audits(
                 ENTITIES[parent_name], None, None, None
             )
             keys = parent_keys(spark, names, parent, tenant)
-            audits.append(foreign_keys_closed(spark, names, s, keys, tenant))
+            audits.append(foreign_keys_closed(spark, names, s, keys, tenant, few[s.entity.name]))
     return audits

@@ -106,16 +106,26 @@ def release(df: DataFrame) -> None:
 
 
 def _promotable(
-    spark: SparkSession, names: TableNames, entity: Entity, tenant: str, parent_keys: DataFrame
+    spark: SparkSession,
+    names: TableNames,
+    entity: Entity,
+    tenant: str,
+    parent_keys: DataFrame,
+    max_broadcast: int,
+    keep: list[DataFrame],
 ) -> DataFrame:
     """Quarantined rows that failed only for missing parents and now pass the FK check.
 
     Keeps one version per key (the newest), as deduplication would.
     """
-    candidates = open_fk_only(spark, names, entity, tenant).withColumn(
-        VIOLATIONS, F.array().cast(VIOLATIONS_TYPE)
+    candidates = materialise(
+        open_fk_only(spark, names, entity, tenant).withColumn(
+            VIOLATIONS, F.array().cast(VIOLATIONS_TYPE)
+        ),
+        keep,
     )
-    rechecked = candidates.transform(check_foreign_keys(entity, parent_keys))
+    few = candidates.count() <= max_broadcast
+    rechecked = candidates.transform(check_foreign_keys(entity, parent_keys, few_children=few))
     passing = rechecked.where(F.size(VIOLATIONS) == 0)
     w = Window.partitionBy(entity.primary_key).orderBy(
         F.col("source_timestamp").desc(), F.col(KEY).desc()
@@ -143,6 +153,10 @@ def stage_entity(
     """
     keep: list[DataFrame] = []
     counts = EntityCounts(read=sum(f.rows or 0 for f in files))
+    # Batches up to this size (rows read; a 1% change batch) broadcast their keys to the big
+    # silver and parent tables instead of shuffling those.
+    max_broadcast = settings.spark.broadcast_max_rows
+    few = counts.read <= max_broadcast
     attrs = {"cdf.entity": entity.name, "cdf.tenant": tenant}
     checks = validate(
         entity, tenant, now=now, future_skew_seconds=settings.quality.future_skew_seconds
@@ -176,9 +190,8 @@ def stage_entity(
             batch = validated.transform(resolve_duplicates(entity, repeated))
         if entity.foreign_keys and parent_keys is not None:
             with stage("fk_check", **attrs):
-                missing = materialise(
-                    batch.transform(missing_references(entity, parent_keys)), keep
-                )
+                check = missing_references(entity, parent_keys, few_children=few)
+                missing = materialise(batch.transform(check), keep)
                 small = missing.count() <= settings.spark.broadcast_max_rows
                 batch = batch.transform(flag_missing(entity, missing, broadcast=small))
         # The rejected rows (a few percent) are materialised: counted, then written.
@@ -189,7 +202,9 @@ def stage_entity(
     promoted_keys = None
     if entity.foreign_keys and parent_keys is not None:
         with stage("recheck_quarantine", **attrs):
-            candidates = materialise(_promotable(spark, names, entity, tenant, parent_keys), keep)
+            candidates = materialise(
+                _promotable(spark, names, entity, tenant, parent_keys, max_broadcast, keep), keep
+            )
             promoted_keys = candidates.select(KEY)
             promoted = candidates.where(F.col("_promoted_rank") == 1)
             if batch is not None:
@@ -215,6 +230,8 @@ def stage_entity(
         valid = valid_parts[0]
         for extra in valid_parts[1:]:
             valid = valid.unionByName(extra)
+        if promoted is not None:
+            counts.promoted = int(promoted.count())
         current = merge.silver_state(spark, names, entity, tenant)
         with stage("classify", **attrs):
             if current.limit(1).count() == 0:
@@ -222,14 +239,14 @@ def stage_entity(
                 # nothing read from silver that a write could change under us.
                 classified = valid.withColumn(merge.OUTCOME, F.lit(merge.INSERT))
             else:
-                classified = materialise(valid.transform(merge.classify(entity, current)), keep)
+                few = counts.read + counts.promoted <= max_broadcast
+                classify = merge.classify(entity, current, few_rows=few)
+                classified = materialise(valid.transform(classify), keep)
             by_outcome = {
                 r[0]: int(r[1]) for r in classified.groupBy(merge.OUTCOME).count().collect()
             }
         for outcome in merge.MERGE_OUTCOMES:
             setattr(counts, outcome, by_outcome.get(outcome, 0))
-        if promoted is not None:
-            counts.promoted = int(promoted.count())
     return StagedEntity(entity, classified, rejected, promoted_keys, counts, keep)
 
 

@@ -22,10 +22,19 @@ Transform = Callable[[DataFrame], DataFrame]
 PARENT_KEY = "key"
 
 
-def _missing_ids(df: DataFrame, pk: str, fk: ForeignKey, parents: DataFrame) -> DataFrame:
-    """``(pk, _missing_<fk>)``: per child row, the sorted distinct ids not found among parents."""
+def _missing_ids(
+    df: DataFrame, pk: str, fk: ForeignKey, parents: DataFrame, few_children: bool
+) -> DataFrame:
+    """``(pk, _missing_<fk>)``: per child row, the sorted distinct ids not found among parents.
+
+    With few children, the parents are first cut down to the ids referenced (a broadcast
+    semi-join, a scan of the parent keys), so the big parent set is never shuffled.
+    """
     element = F.explode(F.col(fk.column)) if fk.is_array else F.col(fk.column)
     refs = df.select(pk, element.alias("_ref")).where(F.col("_ref").isNotNull())
+    if few_children:
+        wanted = refs.select(F.col("_ref").alias(PARENT_KEY)).distinct()
+        parents = F.broadcast(parents.join(F.broadcast(wanted), PARENT_KEY, "left_semi"))
     missing = refs.join(parents, refs["_ref"] == parents[PARENT_KEY], "left_anti")
     return missing.groupBy(pk).agg(
         F.array_sort(F.collect_set("_ref")).alias(f"_missing_{fk.column}")
@@ -38,11 +47,14 @@ def _checked(df: DataFrame) -> Column:
     return ok & ~F.col(DROPPED) if DROPPED in df.columns else ok
 
 
-def missing_references(entity: Entity, parent_keys: DataFrame) -> Transform:
+def missing_references(
+    entity: Entity, parent_keys: DataFrame, *, few_children: bool = False
+) -> Transform:
     """A transform from a batch to ``(pk, _missing_<column>...)``: one row per checked row with
     a reference not in ``parent_keys`` (usually few: worth materialising and broadcasting).
 
-    Checked rows must be unique by primary key, which deduplication guarantees.
+    Checked rows must be unique by primary key, which deduplication guarantees. Pass
+    ``few_children`` when the batch is small enough to broadcast its referenced ids.
     """
     pk = entity.primary_key
     # No distinct(): an anti-join finds the same references whether a key appears once or twice.
@@ -50,7 +62,9 @@ def missing_references(entity: Entity, parent_keys: DataFrame) -> Transform:
 
     def _apply(df: DataFrame) -> DataFrame:
         checked = df.where(_checked(df))
-        frames = [_missing_ids(checked, pk, fk, parents) for fk in entity.foreign_keys]
+        frames = [
+            _missing_ids(checked, pk, fk, parents, few_children) for fk in entity.foreign_keys
+        ]
         return reduce(lambda a, b: a.join(b, pk, "full"), frames)
 
     return _apply
@@ -77,7 +91,9 @@ def flag_missing(entity: Entity, missing: DataFrame, *, broadcast: bool = False)
     return _apply
 
 
-def check_foreign_keys(entity: Entity, parent_keys: DataFrame) -> Transform:
+def check_foreign_keys(
+    entity: Entity, parent_keys: DataFrame, *, few_children: bool = False
+) -> Transform:
     """A transform appending ``<column>.fk`` violations for references not in ``parent_keys``.
 
     Only rows without violations (and not dropped as exact copies) are checked; others are
@@ -87,7 +103,7 @@ def check_foreign_keys(entity: Entity, parent_keys: DataFrame) -> Transform:
     def _apply(df: DataFrame) -> DataFrame:
         if not entity.foreign_keys:
             return df
-        missing = df.transform(missing_references(entity, parent_keys))
-        return df.transform(flag_missing(entity, missing))
+        missing = df.transform(missing_references(entity, parent_keys, few_children=few_children))
+        return df.transform(flag_missing(entity, missing, broadcast=few_children))
 
     return _apply
