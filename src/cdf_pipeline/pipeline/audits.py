@@ -61,12 +61,15 @@ def primary_key_unique(
     if changes is None:
         return Audit(name, True, "nothing to write")
     pk = staged.entity.primary_key
-    keys = changes.select(pk, merge.OUTCOME)
-    twice = keys.groupBy(pk).count().where(F.col("count") > 1).count()
+    # Over every valid key of the run (a superset of the keys written), read from the small
+    # materialised key set rather than by recomputing the staged rows.
+    valid = staged.valid_keys()
+    assert valid is not None  # there are changes, so there are valid rows
+    twice = valid.groupBy(PARENT_KEY).count().where(F.col("count") > 1).count()
     current = _silver(spark, names, staged.entity, tenant).select(pk)
     clash = 0
     if current.limit(1).count() > 0:  # an empty silver (a first load) cannot clash
-        inserts = keys.where(F.col(merge.OUTCOME) == merge.INSERT).select(pk)
+        inserts = changes.where(F.col(merge.OUTCOME) == merge.INSERT).select(pk)
         if few:  # scan silver's keys against the broadcast inserts rather than shuffle them
             clash = current.join(F.broadcast(inserts), pk, "left_semi").count()
         else:
