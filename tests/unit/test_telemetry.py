@@ -94,19 +94,19 @@ def test_a_remote_jsonl_path_turns_the_jsonl_exporter_off(caplog: pytest.LogCapt
 def test_service_name_and_resource_attributes_come_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    capture = start_capture(local(tmp_path))
-    with telemetry.stage("s"):
-        pass
-    resource = dict(capture.spans()[0].resource.attributes)
+    def resource_of_a_span() -> dict[str, Any]:
+        capture = start_capture(local(tmp_path))
+        with telemetry.stage("s"):
+            pass
+        return dict(capture.spans()[0].resource.attributes)
+
+    resource = resource_of_a_span()
     assert resource["service.name"] == "cdf-pipeline"
     assert resource["cdf.profile"] == "local"
 
     monkeypatch.setenv("OTEL_SERVICE_NAME", "nightly-cdf")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test,team=data")
-    capture = start_capture(local(tmp_path))
-    with telemetry.stage("s"):
-        pass
-    resource = dict(capture.spans()[0].resource.attributes)
+    resource = resource_of_a_span()
     assert resource["service.name"] == "nightly-cdf"
     assert resource["team"] == "data"
 

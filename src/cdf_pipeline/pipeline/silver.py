@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from cdf_pipeline.config import Settings, default_conf_dir
-from cdf_pipeline.contracts import ENTITIES, PARTS, RULE_SET_VERSION, SUPPLIERS
+from cdf_pipeline.contracts import ENTITIES, PARTS, RULE_SET_VERSION, SUPPLIERS, Entity
 from cdf_pipeline.exceptions import CdfError
 from cdf_pipeline.ingest.files import RawFile, discover, inspect_file, tenant_raw_dir
 from cdf_pipeline.lakehouse import merge, ops, quarantine
@@ -126,19 +126,14 @@ def run_tenant(
         run.snapshots_before = _snapshots(spark, names)
         staged: dict[str, StagedEntity] = {}
         try:
-            with stage("stage_entity", **{"cdf.tenant": tenant, "cdf.entity": "suppliers"}) as es:
-                staged[SUPPLIERS.name] = stage_entity(
-                    spark, settings, names, SUPPLIERS, tenant, new[SUPPLIERS.name],
-                    run_id=run.run_id, now=now, parent_keys=None,
-                )  # fmt: skip
-                record_entity(es, staged[SUPPLIERS.name].counts)
+            # Suppliers first: parts are checked against them (silver's plus this run's).
+            staged[SUPPLIERS.name] = _stage_traced(
+                spark, settings, names, SUPPLIERS, new, run, now, parent_keys=None
+            )
             keys = parent_keys(spark, names, staged[SUPPLIERS.name], tenant)
-            with stage("stage_entity", **{"cdf.tenant": tenant, "cdf.entity": "parts"}) as es:
-                staged[PARTS.name] = stage_entity(
-                    spark, settings, names, PARTS, tenant, new[PARTS.name],
-                    run_id=run.run_id, now=now, parent_keys=keys,
-                )  # fmt: skip
-                record_entity(es, staged[PARTS.name].counts)
+            staged[PARTS.name] = _stage_traced(
+                spark, settings, names, PARTS, new, run, now, parent_keys=keys
+            )
             run.entities = {name: s.counts for name, s in staged.items()}
             with stage("audits", **{"cdf.tenant": tenant}):
                 run.audits = run_audits(spark, settings, names, staged, tenant)
@@ -190,6 +185,28 @@ def run_tenant(
                 s.release()
         record_run(span, run)
     return run
+
+
+def _stage_traced(
+    spark: SparkSession,
+    settings: Settings,
+    names: TableNames,
+    entity: Entity,
+    new: dict[str, list[RawFile]],
+    run: S.RunSummary,
+    now: datetime,
+    *,
+    parent_keys: DataFrame | None,
+) -> StagedEntity:
+    """:func:`stage_entity` in a span of its own that carries the entity's counts."""
+    attrs = {"cdf.tenant": run.tenant, "cdf.entity": entity.name}
+    with stage("stage_entity", **attrs) as span:
+        staged = stage_entity(
+            spark, settings, names, entity, run.tenant, new[entity.name],
+            run_id=run.run_id, now=now, parent_keys=parent_keys,
+        )  # fmt: skip
+        record_entity(span, staged.counts)
+    return staged
 
 
 def _record_failure(
