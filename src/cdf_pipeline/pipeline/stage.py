@@ -180,8 +180,7 @@ def stage_entity(
     if batch is not None:
         with stage("validate", **attrs):
             # Materialised once: counting, dedupe, the FK check and the writes all read it.
-            validated = materialise(batch)
-            keep.append(validated)
+            validated = materialise(batch, keep)
         # Dedupe and the FK check reduce to small key sets (repeated keys, rows with missing
         # parents), materialised and broadcast: the batch is the validated rows plus two
         # broadcast joins, cheap to read again, never shuffled or copied as a whole.
@@ -192,7 +191,7 @@ def stage_entity(
             with stage("fk_check", **attrs):
                 check = missing_references(entity, parent_keys, few_children=few)
                 missing = materialise(batch.transform(check), keep)
-                small = missing.count() <= settings.spark.broadcast_max_rows
+                small = missing.count() <= max_broadcast
                 batch = batch.transform(flag_missing(entity, missing, broadcast=small))
         # The rejected rows (a few percent) are materialised: counted, then written.
         rejected_rows = materialise(batch.where(F.size(VIOLATIONS) > 0), keep)
@@ -239,8 +238,8 @@ def stage_entity(
                 # nothing read from silver that a write could change under us.
                 classified = valid.withColumn(merge.OUTCOME, F.lit(merge.INSERT))
             else:
-                few = counts.read + counts.promoted <= max_broadcast
-                classify = merge.classify(entity, current, few_rows=few)
+                few_rows = counts.read + counts.promoted <= max_broadcast
+                classify = merge.classify(entity, current, few_rows=few_rows)
                 classified = materialise(valid.transform(classify), keep)
             by_outcome = {
                 r[0]: int(r[1]) for r in classified.groupBy(merge.OUTCOME).count().collect()
