@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 SCALA_BINARY = "2.12"  # pyspark 3.5 wheels are built for Scala 2.12
 _EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+#: Warnings and errors only, without three expected warnings (see the file).
+_LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
 _CATALOG_IMPL = {
     "jdbc": "org.apache.iceberg.jdbc.JdbcCatalog",
     "rest": "org.apache.iceberg.rest.RESTCatalog",
@@ -100,7 +102,8 @@ def session_options(settings: Settings, app_name: str | None = None) -> dict[str
         "spark.sql.parquet.datetimeRebaseModeInRead": "CORRECTED",
         "spark.sql.legacy.timeParserPolicy": "CORRECTED",
         "spark.sql.iceberg.handle-timestamp-without-timezone": "true",
-        "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
+        # Applies to JVMs PySpark launches (not to one spark-submit already started).
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={_LOG4J2_CONFIG.as_uri()}",
     }
     opts.update(iceberg_jar_options(settings))
     opts.update(catalog_options(settings))
