@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts import RULE_SET_VERSION, Entity, RuleKind
-from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
 from cdf_pipeline.quality.normalise import ORIGINAL
 from cdf_pipeline.quality.reasons import VIOLATIONS
 from cdf_pipeline.tenants import validate_tenant_id
@@ -67,12 +67,16 @@ def write_quarantine(
     """Append the quarantine rows whose key is not there yet (idempotent).
 
     An anti-join and an append rather than a MERGE: only this tenant's run writes its partition,
-    and an append commits new files without planning a row-level rewrite.
+    and an append commits new files without planning a row-level rewrite. The anti-join is
+    skipped while the tenant has no quarantine rows (table metadata says so), and the rows are
+    written where they are: they all belong to one partition, so they need no shuffle.
     """
     tenant = validate_tenant_id(tenant)
     table = names.quarantine(entity)
-    present = spark.table(table).where(F.col("tenant_id") == F.lit(tenant)).select(KEY)
-    rows.join(present, KEY, "left_anti").writeTo(table).append()
+    if tenant_rows(spark, table, tenant) > 0:
+        present = spark.table(table).where(F.col("tenant_id") == F.lit(tenant)).select(KEY)
+        rows = rows.join(present, KEY, "left_anti")
+    rows.writeTo(table).option("distribution-mode", "none").append()
 
 
 def open_fk_only(spark: SparkSession, names: TableNames, entity: Entity, tenant: str) -> DataFrame:

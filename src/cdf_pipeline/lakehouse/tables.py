@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
+from cdf_pipeline.tenants import validate_tenant_id
 
 REASONS_SQL = "array<struct<rule:string,column:string,value:string>>"
 
@@ -148,6 +149,19 @@ def ensure_tables(spark: SparkSession, names: TableNames) -> None:
     """Create every namespace and table that does not exist yet (safe to call on every run)."""
     for stmt in table_ddl(names):
         spark.sql(stmt)
+
+
+def tenant_rows(spark: SparkSession, table: str, tenant: str) -> int:
+    """Rows in the tenant's data files, from table metadata (no data read).
+
+    An upper bound: a row replaced by a merge-on-read update counts until compaction.
+    """
+    tenant = validate_tenant_id(tenant)
+    row = spark.sql(
+        f"SELECT coalesce(sum(record_count), 0) FROM {table}.data_files "
+        f"WHERE partition.tenant_id = '{tenant}'"
+    ).first()
+    return int(row[0]) if row is not None else 0
 
 
 def current_snapshot_ids(spark: SparkSession, tables: list[str]) -> dict[str, int]:
