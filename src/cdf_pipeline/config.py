@@ -49,6 +49,9 @@ class SparkSettings(_Section):
     #: the batch instead of shuffling it; larger ones (a parts batch sent before its suppliers)
     #: are joined the usual way.
     broadcast_max_rows: int = Field(500_000, ge=0)
+    #: A tenant's parent keys (one short text per supplier) up to this many are broadcast to the
+    #: foreign-key check and audit, so the children's references are never shuffled.
+    broadcast_max_parent_keys: int = Field(2_000_000, ge=0)
     #: Explicit path to an Iceberg Spark runtime jar (first choice when set).
     iceberg_jar: str | None = None
     #: Allow Spark to download the Iceberg runtime from Maven when no jar is found.

@@ -26,7 +26,11 @@ from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts import PARTS, SUPPLIERS
 from cdf_pipeline.quality.dedupe import DROPPED
-from cdf_pipeline.quality.foreign_keys import PARENT_KEY, check_foreign_keys
+from cdf_pipeline.quality.foreign_keys import (
+    PARENT_KEY,
+    check_foreign_keys,
+    referenced_parents,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -156,12 +160,36 @@ def test_an_exact_copy_being_dropped_is_not_checked(spark: SparkSession) -> None
     assert_violations(out, {"kept": [reason("default_supplier_id.fk", S8)], "copy": []})
 
 
+def _all_cases(spark: SparkSession) -> DataFrame:
+    parts = {label: part for label, (part, _, _) in ALL_CASES.items()}
+    before = {label: v for label, (_, v, _) in ALL_CASES.items()}
+    return cases_frame(spark, PARTS, parts, violations=before)
+
+
 def test_the_small_batch_plan_finds_the_same_orphans(
     spark: SparkSession, checked: DataFrame
 ) -> None:
     """Cutting the parents down to the referenced ids first (small batches) changes nothing."""
-    parts = {label: part for label, (part, _, _) in ALL_CASES.items()}
-    before = {label: v for label, (_, v, _) in ALL_CASES.items()}
-    df = cases_frame(spark, PARTS, parts, violations=before)
+    df = _all_cases(spark)
     few = df.transform(check_foreign_keys(PARTS, acme_parent_keys(spark), few_children=True))
     assert_df_equality(few, checked, ignore_row_order=True)
+
+
+def test_broadcast_parents_find_the_same_orphans(spark: SparkSession, checked: DataFrame) -> None:
+    """Broadcasting the parent keys (the first-load plan) changes nothing."""
+    check = check_foreign_keys(PARTS, acme_parent_keys(spark), broadcast_parents=True)
+    assert_df_equality(_all_cases(spark).transform(check), checked, ignore_row_order=True)
+
+
+def test_the_referenced_parents_stand_in_for_all_parents(
+    spark: SparkSession, checked: DataFrame
+) -> None:
+    """The parents cut down to what the checked rows reference give the same verdicts, and hold
+    only referenced keys of the tenant (the change-batch plan, shared with the FK audit)."""
+    df = _all_cases(spark)
+    extra = spark.createDataFrame([(ulid(60),)], [PARENT_KEY])  # a supplier nobody references
+    parents = acme_parent_keys(spark).unionByName(extra)
+    cut = referenced_parents(PARTS, parents, [df])
+    assert sorted(r[PARENT_KEY] for r in cut.collect()) == sorted([S1, S2])
+    out = df.transform(check_foreign_keys(PARTS, cut, broadcast_parents=True))
+    assert_df_equality(out, checked, ignore_row_order=True)

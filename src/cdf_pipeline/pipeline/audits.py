@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.lakehouse import merge
-from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
 from cdf_pipeline.pipeline.stage import StagedEntity
 from cdf_pipeline.pipeline.summary import Audit
 from cdf_pipeline.quality.foreign_keys import PARENT_KEY, missing_references
@@ -27,13 +27,27 @@ def _silver(spark: SparkSession, names: TableNames, entity: Entity, tenant: str)
 
 
 def parent_keys(
-    spark: SparkSession, names: TableNames, parent: StagedEntity, tenant: str
-) -> DataFrame:
-    """The parent entity's keys once this run is published: silver's plus this run's valid rows."""
+    spark: SparkSession,
+    names: TableNames,
+    parent: StagedEntity,
+    tenant: str,
+    max_broadcast: int = 0,
+) -> tuple[DataFrame, bool]:
+    """The parent entity's keys once this run is published: silver's plus this run's valid rows.
+
+    And whether to broadcast them: at most ``max_broadcast`` keys (silver's counted from table
+    metadata), so that joins against them never shuffle the children's references.
+    """
     pk = parent.entity.primary_key
     keys = _silver(spark, names, parent.entity, tenant).select(F.col(pk).alias(PARENT_KEY))
     staged = parent.valid_keys()
-    return keys if staged is None else keys.unionByName(staged)
+    if staged is not None:
+        keys = keys.unionByName(staged)
+    c = parent.counts
+    estimate = c.inserted + c.updated + c.unchanged + c.stale
+    if estimate <= max_broadcast:
+        estimate += tenant_rows(spark, names.silver(parent.entity), tenant)
+    return keys, estimate <= max_broadcast
 
 
 def count_invariant(staged: StagedEntity) -> Audit:
@@ -68,7 +82,8 @@ def primary_key_unique(
     twice = valid.groupBy(PARENT_KEY).count().where(F.col("count") > 1).count()
     current = _silver(spark, names, staged.entity, tenant).select(pk)
     clash = 0
-    if current.limit(1).count() > 0:  # an empty silver (a first load) cannot clash
+    # An empty silver (a first load) cannot clash; table metadata says whether it is empty.
+    if tenant_rows(spark, names.silver(staged.entity), tenant) > 0:
         inserts = changes.where(F.col(merge.OUTCOME) == merge.INSERT).select(pk)
         if few:  # scan silver's keys against the broadcast inserts rather than shuffle them
             clash = current.join(F.broadcast(inserts), pk, "left_semi").count()
@@ -88,12 +103,13 @@ def foreign_keys_closed(
     parents: DataFrame,
     tenant: str,
     few: bool = False,
+    broadcast_parents: bool = False,
 ) -> Audit:
     """Every row this run writes references only parents that exist once it is published.
 
     Silver rows the run does not touch were closed before (previous audits) and parents are never
     deleted, so checking the written rows keeps the whole tenant closed. ``few``: the rows to
-    write are few enough to broadcast their references.
+    write are few enough to broadcast their references; ``broadcast_parents``: the parents are.
     """
     e = child.entity
     name = f"{e.name}.foreign_keys_closed"
@@ -102,7 +118,8 @@ def foreign_keys_closed(
         return Audit(name, True, "nothing to write")
     cols = [e.primary_key, *(fk.column for fk in e.foreign_keys)]
     rows = changes.select(*cols).withColumn(VIOLATIONS, F.array().cast(VIOLATIONS_TYPE))
-    orphans = rows.transform(missing_references(e, parents, few_children=few)).count()
+    check = missing_references(e, parents, few_children=few, broadcast_parents=broadcast_parents)
+    orphans = rows.transform(check).count()
     return Audit(name, orphans == 0, f"{orphans} written rows with missing parents")
 
 
@@ -133,6 +150,13 @@ def run_audits(
             parent = staged.get(parent_name) or StagedEntity(
                 ENTITIES[parent_name], None, None, None
             )
-            keys = parent_keys(spark, names, parent, tenant)
-            audits.append(foreign_keys_closed(spark, names, s, keys, tenant, few[s.entity.name]))
+            if s.parents is not None:  # the set the FK check used
+                keys, small = s.parents, s.broadcast_parents
+            else:
+                keys, small = parent_keys(
+                    spark, names, parent, tenant, settings.spark.broadcast_max_parent_keys
+                )
+            audits.append(
+                foreign_keys_closed(spark, names, s, keys, tenant, few[s.entity.name], small)
+            )
     return audits

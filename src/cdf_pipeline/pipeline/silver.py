@@ -130,16 +130,23 @@ def run_tenant(
             staged[SUPPLIERS.name] = _stage_traced(
                 spark, settings, names, SUPPLIERS, new, run, now, parent_keys=None
             )
-            keys = parent_keys(spark, names, staged[SUPPLIERS.name], tenant)
+            keys, small = parent_keys(
+                spark, names, staged[SUPPLIERS.name], tenant,
+                settings.spark.broadcast_max_parent_keys,
+            )  # fmt: skip
             staged[PARTS.name] = _stage_traced(
-                spark, settings, names, PARTS, new, run, now, parent_keys=keys
-            )
+                spark, settings, names, PARTS, new, run, now, parent_keys=keys,
+                broadcast_parents=small,
+            )  # fmt: skip
             run.entities = {name: s.counts for name, s in staged.items()}
             with stage("audits", **{"cdf.tenant": tenant}):
                 run.audits = run_audits(spark, settings, names, staged, tenant)
             if all(a.passed for a in run.audits):
                 with stage("publish", **{"cdf.tenant": tenant}):
-                    _publish(spark, names, staged, tenant, run.run_id, now)
+                    _publish(
+                        spark, names, staged, tenant, run.run_id, now,
+                        settings.spark.broadcast_max_rows,
+                    )  # fmt: skip
                 run.status = S.PARTIAL if bad else S.SUCCEEDED
                 run.message = f"{len(bad)} file(s) could not be read" if bad else ""
                 published = True
@@ -197,6 +204,7 @@ def _stage_traced(
     now: datetime,
     *,
     parent_keys: DataFrame | None,
+    broadcast_parents: bool = False,
 ) -> StagedEntity:
     """:func:`stage_entity` in a span of its own that carries the entity's counts."""
     attrs = {"cdf.tenant": run.tenant, "cdf.entity": entity.name}
@@ -204,6 +212,7 @@ def _stage_traced(
         staged = stage_entity(
             spark, settings, names, entity, run.tenant, new[entity.name],
             run_id=run.run_id, now=now, parent_keys=parent_keys,
+            broadcast_parents=broadcast_parents,
         )  # fmt: skip
         record_entity(span, staged.counts)
     return staged
@@ -226,6 +235,7 @@ def _publish(
     tenant: str,
     run_id: str,
     now: datetime,
+    broadcast_max: int,
 ) -> None:
     """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows."""
     suffix = run_id.replace("-", "_")
@@ -247,7 +257,10 @@ def _publish(
         if s.counts.updated:
             with stage("merge", **attrs, **{"cdf.rows.updated": s.counts.updated}):
                 rows = s.outcome(merge.UPDATE).transform(lineage)
-                merge.merge_updates(spark, names, s.entity, tenant, rows, f"m_{name}_{suffix}")
+                merge.merge_updates(
+                    spark, names, s.entity, tenant, rows, f"m_{name}_{suffix}",
+                    broadcast=s.counts.updated <= broadcast_max,
+                )  # fmt: skip
     for name, s in staged.items():
         if s.promoted_keys is not None and s.counts.promoted > 0:
             attrs = {

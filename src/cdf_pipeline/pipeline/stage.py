@@ -25,7 +25,7 @@ from cdf_pipeline.ingest.files import RawFile
 from cdf_pipeline.ingest.read import read_normalised
 from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.quarantine import KEY, open_fk_only, quarantine_rows
-from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
 from cdf_pipeline.pipeline.summary import EntityCounts
 from cdf_pipeline.quality.dedupe import DROPPED, repeated_keys, resolve_duplicates
 from cdf_pipeline.quality.foreign_keys import (
@@ -33,6 +33,7 @@ from cdf_pipeline.quality.foreign_keys import (
     check_foreign_keys,
     flag_missing,
     missing_references,
+    referenced_parents,
 )
 from cdf_pipeline.quality.normalise import keep_original
 from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE, codes
@@ -54,6 +55,10 @@ class StagedEntity:
     counts: EntityCounts = field(default_factory=EntityCounts)
     _materialised: list[DataFrame] = field(default_factory=list)
     _valid_keys: DataFrame | None = None
+    #: The parent keys the FK checks used (for entities with foreign keys), and whether they
+    #: were broadcast: the FK audit checks against the same set.
+    parents: DataFrame | None = None
+    broadcast_parents: bool = False
 
     @property
     def changes(self) -> DataFrame | None:
@@ -105,27 +110,26 @@ def release(df: DataFrame) -> None:
         logger.debug("could not release a materialised frame", exc_info=True)
 
 
-def _promotable(
-    spark: SparkSession,
-    names: TableNames,
-    entity: Entity,
-    tenant: str,
-    parent_keys: DataFrame,
-    max_broadcast: int,
-    keep: list[DataFrame],
-) -> DataFrame:
-    """Quarantined rows that failed only for missing parents and now pass the FK check.
-
-    Keeps one version per key (the newest), as deduplication would.
-    """
+def _fk_candidates(
+    spark: SparkSession, names: TableNames, entity: Entity, tenant: str, keep: list[DataFrame]
+) -> tuple[DataFrame, int]:
+    """Quarantined rows that failed only for missing parents (to re-check), and how many."""
     candidates = materialise(
         open_fk_only(spark, names, entity, tenant).withColumn(
             VIOLATIONS, F.array().cast(VIOLATIONS_TYPE)
         ),
         keep,
     )
-    few = candidates.count() <= max_broadcast
-    rechecked = candidates.transform(check_foreign_keys(entity, parent_keys, few_children=few))
+    return candidates, int(candidates.count())
+
+
+def _promotable(
+    entity: Entity, candidates: DataFrame, parent_keys: DataFrame, broadcast_parents: bool
+) -> DataFrame:
+    """The candidates that now pass the FK check, ranked per key (rank 1 is the newest)."""
+    rechecked = candidates.transform(
+        check_foreign_keys(entity, parent_keys, broadcast_parents=broadcast_parents)
+    )
     passing = rechecked.where(F.size(VIOLATIONS) == 0)
     w = Window.partitionBy(entity.primary_key).orderBy(
         F.col("source_timestamp").desc(), F.col(KEY).desc()
@@ -144,12 +148,14 @@ def stage_entity(
     run_id: str,
     now: datetime,
     parent_keys: DataFrame | None,
+    broadcast_parents: bool = False,
 ) -> StagedEntity:
     """Read, normalise, validate, deduplicate and FK-check one entity; classify against silver.
 
     Args:
         parent_keys: for entities with foreign keys, the tenant's parent keys as they will be
             once this run is published (silver's plus this run's valid parents).
+        broadcast_parents: they are few enough to broadcast to the batch.
     """
     keep: list[DataFrame] = []
     counts = EntityCounts(read=sum(f.rows or 0 for f in files))
@@ -177,35 +183,49 @@ def stage_entity(
             extra_columns=settings.quality.extra_columns,
             per_file=validated_rows,
         )
+    candidates = None
+    if entity.foreign_keys and parent_keys is not None:
+        with stage("recheck_quarantine", **attrs):
+            candidates, n_candidates = _fk_candidates(spark, names, entity, tenant, keep)
     if batch is not None:
         with stage("validate", **attrs):
-            # Materialised once: counting, dedupe, the FK check and the writes all read it.
+            # Materialised: dedupe and the FK check each read it twice (key sets, then flags).
             validated = materialise(batch, keep)
         # Dedupe and the FK check reduce to small key sets (repeated keys, rows with missing
-        # parents), materialised and broadcast: the batch is the validated rows plus two
-        # broadcast joins, cheap to read again, never shuffled or copied as a whole.
+        # parents), materialised and broadcast to the validated rows, never shuffling them.
         with stage("dedupe", **attrs):
             repeated = materialise(validated.transform(repeated_keys(entity)), keep)
             batch = validated.transform(resolve_duplicates(entity, repeated))
+    if candidates is not None and parent_keys is not None and few and n_candidates <= max_broadcast:
+        # A small batch and few candidates reference few parents: look those up once (one scan
+        # of the tenant's parents) and broadcast that small set to every check that follows.
+        children = [candidates] if batch is None else [batch, candidates]
+        parent_keys = materialise(referenced_parents(entity, parent_keys, children), keep)
+        broadcast_parents = True
+    if batch is not None:
         if entity.foreign_keys and parent_keys is not None:
             with stage("fk_check", **attrs):
-                check = missing_references(entity, parent_keys, few_children=few)
+                check = missing_references(entity, parent_keys, broadcast_parents=broadcast_parents)
                 missing = materialise(batch.transform(check), keep)
                 small = missing.count() <= max_broadcast
                 batch = batch.transform(flag_missing(entity, missing, broadcast=small))
-        # The rejected rows (a few percent) are materialised: counted, then written.
-        rejected_rows = materialise(batch.where(F.size(VIOLATIONS) > 0), keep)
-        _count_batch(batch, rejected_rows, counts)
+        # The decided batch is materialised once: counting, the audits and the writes all read
+        # it, and recomputing the dedupe and FK joins for each of them cost more than the copy.
+        batch = materialise(batch, keep)
+        for done in (validated, repeated):
+            _release_from(keep, done)
+        rejected_rows = batch.where(F.size(VIOLATIONS) > 0)
+        _count_batch(batch, counts)
 
     promoted = None
     promoted_keys = None
-    if entity.foreign_keys and parent_keys is not None:
+    if candidates is not None and parent_keys is not None:
         with stage("recheck_quarantine", **attrs):
-            candidates = materialise(
-                _promotable(spark, names, entity, tenant, parent_keys, max_broadcast, keep), keep
+            ranked = materialise(
+                _promotable(entity, candidates, parent_keys, broadcast_parents), keep
             )
-            promoted_keys = candidates.select(KEY)
-            promoted = candidates.where(F.col("_promoted_rank") == 1)
+            promoted_keys = ranked.select(KEY)
+            promoted = ranked.where(F.col("_promoted_rank") == 1)
             if batch is not None:
                 batch_valid_keys = batch.where(F.size(VIOLATIONS) == 0).select(entity.primary_key)
                 promoted = promoted.join(batch_valid_keys, entity.primary_key, "left_anti")
@@ -233,7 +253,7 @@ def stage_entity(
             counts.promoted = int(promoted.count())
         current = merge.silver_state(spark, names, entity, tenant)
         with stage("classify", **attrs):
-            if current.limit(1).count() == 0:
+            if tenant_rows(spark, names.silver(entity), tenant) == 0:
                 # The tenant's first load: every key is new, no join with silver needed, and
                 # nothing read from silver that a write could change under us.
                 classified = valid.withColumn(merge.OUTCOME, F.lit(merge.INSERT))
@@ -246,24 +266,39 @@ def stage_entity(
             }
         for outcome in merge.MERGE_OUTCOMES:
             setattr(counts, outcome, by_outcome.get(outcome, 0))
-    return StagedEntity(entity, classified, rejected, promoted_keys, counts, keep)
+    return StagedEntity(
+        entity, classified, rejected, promoted_keys, counts, keep,
+        parents=parent_keys, broadcast_parents=broadcast_parents,
+    )  # fmt: skip
 
 
-def _count_batch(batch: DataFrame, rejected: DataFrame, counts: EntityCounts) -> None:
-    """Quarantined and dropped rows, and rows per violation code.
+def _release_from(keep: list[DataFrame], df: DataFrame) -> None:
+    """Free a materialised frame no longer needed (its successor has been materialised)."""
+    release(df)
+    keep[:] = [k for k in keep if k is not df]
 
-    The rejected rows are grouped by their set of codes (a few dozen combinations) in one
-    action; totals and per-code counts are summed from those groups on the driver.
+
+def _count_batch(batch: DataFrame, counts: EntityCounts) -> None:
+    """Quarantined and dropped rows, and rows per violation code, in one action.
+
+    The batch is grouped by (dropped, set of codes): a few dozen groups, summed on the driver.
+    Every row of the batch falls in exactly one group, so the count invariant audit checks
+    that no row was lost or repeated between reading and staging.
     """
+    rejected = F.size(F.col(VIOLATIONS)) > 0
+    # Codes are extracted only for the rejected rows: the extraction is a higher-order
+    # function (interpreted, row by row), which over a million valid rows cost seconds.
+    code_set = F.when(rejected, F.array_sort(F.array_distinct(codes(F.col(VIOLATIONS)))))
     combos = (
-        rejected.groupBy(F.array_sort(F.array_distinct(codes(F.col(VIOLATIONS)))).alias("codes"))
-        .count()
-        .collect()
+        batch.groupBy(F.col(DROPPED).alias("dropped"), code_set.alias("codes")).count().collect()
     )
     per_code: dict[str, int] = {}
     for row in combos:
-        for code in row["codes"]:
-            per_code[code] = per_code.get(code, 0) + int(row["count"])
-    counts.quarantined = sum(int(row["count"]) for row in combos)
-    counts.duplicates_dropped = batch.where(F.col(DROPPED)).count()
+        n = int(row["count"])
+        if row["codes"]:
+            counts.quarantined += n
+            for code in row["codes"]:
+                per_code[code] = per_code.get(code, 0) + n
+        elif row["dropped"]:
+            counts.duplicates_dropped += n
     counts.violations = dict(sorted(per_code.items()))

@@ -22,17 +22,30 @@ Transform = Callable[[DataFrame], DataFrame]
 PARENT_KEY = "key"
 
 
+def _references(df: DataFrame, fk: ForeignKey, *keep: str) -> DataFrame:
+    """``(*keep, _ref)``: one row per non-null id a row references through ``fk``."""
+    element = F.explode(F.col(fk.column)) if fk.is_array else F.col(fk.column)
+    return df.select(*keep, element.alias("_ref")).where(F.col("_ref").isNotNull())
+
+
 def _missing_ids(
-    df: DataFrame, pk: str, fk: ForeignKey, parents: DataFrame, few_children: bool
+    df: DataFrame,
+    pk: str,
+    fk: ForeignKey,
+    parents: DataFrame,
+    few_children: bool,
+    broadcast_parents: bool,
 ) -> DataFrame:
     """``(pk, _missing_<fk>)``: per child row, the sorted distinct ids not found among parents.
 
-    With few children, the parents are first cut down to the ids referenced (a broadcast
+    Parents few enough to broadcast are, so the children's references are never shuffled. Else,
+    with few children, the parents are first cut down to the ids referenced (a broadcast
     semi-join, a scan of the parent keys), so the big parent set is never shuffled.
     """
-    element = F.explode(F.col(fk.column)) if fk.is_array else F.col(fk.column)
-    refs = df.select(pk, element.alias("_ref")).where(F.col("_ref").isNotNull())
-    if few_children:
+    refs = _references(df, fk, pk)
+    if broadcast_parents:
+        parents = F.broadcast(parents)
+    elif few_children:
         wanted = refs.select(F.col("_ref").alias(PARENT_KEY)).distinct()
         parents = F.broadcast(parents.join(F.broadcast(wanted), PARENT_KEY, "left_semi"))
     missing = refs.join(parents, refs["_ref"] == parents[PARENT_KEY], "left_anti")
@@ -48,13 +61,18 @@ def _checked(df: DataFrame) -> Column:
 
 
 def missing_references(
-    entity: Entity, parent_keys: DataFrame, *, few_children: bool = False
+    entity: Entity,
+    parent_keys: DataFrame,
+    *,
+    few_children: bool = False,
+    broadcast_parents: bool = False,
 ) -> Transform:
     """A transform from a batch to ``(pk, _missing_<column>...)``: one row per checked row with
     a reference not in ``parent_keys`` (usually few: worth materialising and broadcasting).
 
     Checked rows must be unique by primary key, which deduplication guarantees. Pass
-    ``few_children`` when the batch is small enough to broadcast its referenced ids.
+    ``few_children`` when the batch is small enough to broadcast its referenced ids, and
+    ``broadcast_parents`` when the parent keys are.
     """
     pk = entity.primary_key
     # No distinct(): an anti-join finds the same references whether a key appears once or twice.
@@ -63,11 +81,30 @@ def missing_references(
     def _apply(df: DataFrame) -> DataFrame:
         checked = df.where(_checked(df))
         frames = [
-            _missing_ids(checked, pk, fk, parents, few_children) for fk in entity.foreign_keys
+            _missing_ids(checked, pk, fk, parents, few_children, broadcast_parents)
+            for fk in entity.foreign_keys
         ]
         return reduce(lambda a, b: a.join(b, pk, "full"), frames)
 
     return _apply
+
+
+def referenced_parents(
+    entity: Entity, parent_keys: DataFrame, children: list[DataFrame]
+) -> DataFrame:
+    """The parent keys that the checked rows of ``children`` reference, through any foreign key.
+
+    For the rows of ``children``, checking against this (small) set finds exactly what checking
+    against all of ``parent_keys`` would. The referenced ids are broadcast to one scan of the
+    parents.
+    """
+    refs = [
+        _references(df.where(_checked(df)), fk).select(F.col("_ref").alias(PARENT_KEY))
+        for df in children
+        for fk in entity.foreign_keys
+    ]
+    wanted = reduce(lambda a, b: a.unionByName(b), refs).distinct()
+    return parent_keys.select(PARENT_KEY).join(F.broadcast(wanted), PARENT_KEY, "left_semi")
 
 
 def flag_missing(entity: Entity, missing: DataFrame, *, broadcast: bool = False) -> Transform:
@@ -92,7 +129,11 @@ def flag_missing(entity: Entity, missing: DataFrame, *, broadcast: bool = False)
 
 
 def check_foreign_keys(
-    entity: Entity, parent_keys: DataFrame, *, few_children: bool = False
+    entity: Entity,
+    parent_keys: DataFrame,
+    *,
+    few_children: bool = False,
+    broadcast_parents: bool = False,
 ) -> Transform:
     """A transform appending ``<column>.fk`` violations for references not in ``parent_keys``.
 
@@ -103,7 +144,10 @@ def check_foreign_keys(
     def _apply(df: DataFrame) -> DataFrame:
         if not entity.foreign_keys:
             return df
-        missing = df.transform(missing_references(entity, parent_keys, few_children=few_children))
+        check = missing_references(
+            entity, parent_keys, few_children=few_children, broadcast_parents=broadcast_parents
+        )
+        missing = df.transform(check)
         return df.transform(flag_missing(entity, missing, broadcast=few_children))
 
     return _apply
