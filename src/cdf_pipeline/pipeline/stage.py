@@ -27,7 +27,12 @@ from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.quarantine import KEY, open_fk_only, quarantine_rows
 from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
 from cdf_pipeline.pipeline.summary import EntityCounts
-from cdf_pipeline.quality.dedupe import DROPPED, repeated_keys, resolve_duplicates
+from cdf_pipeline.quality.dedupe import (
+    DROPPED,
+    repeated_keys,
+    repeated_versions,
+    unrepeated_rows,
+)
 from cdf_pipeline.quality.foreign_keys import (
     PARENT_KEY,
     check_foreign_keys,
@@ -80,8 +85,9 @@ class StagedEntity:
         if self.classified is None:
             return None
         if self._valid_keys is None:
-            keys = self.classified.select(F.col(self.entity.primary_key).alias(PARENT_KEY))
-            self._valid_keys = materialise(keys, self._materialised)
+            self._valid_keys = materialise(
+                _keys_of(self.entity, self.classified), self._materialised
+            )
         return self._valid_keys
 
     def release(self) -> None:
@@ -189,13 +195,15 @@ def stage_entity(
             candidates, n_candidates = _fk_candidates(spark, names, entity, tenant, keep)
     if batch is not None:
         with stage("validate", **attrs):
-            # Materialised: dedupe and the FK check each read it twice (key sets, then flags).
+            # Materialised: dedupe, the FK check, counting, audits and writes all read it.
             validated = materialise(batch, keep)
-        # Dedupe and the FK check reduce to small key sets (repeated keys, rows with missing
-        # parents), materialised and broadcast to the validated rows, never shuffling them.
+        # Dedupe and the FK check reduce to small sets (repeated keys and their versions, rows
+        # with missing parents), materialised and broadcast to the validated rows, which are
+        # never shuffled or copied again.
         with stage("dedupe", **attrs):
             repeated = materialise(validated.transform(repeated_keys(entity)), keep)
-            batch = validated.transform(resolve_duplicates(entity, repeated))
+            versions = materialise(validated.transform(repeated_versions(entity, repeated)), keep)
+            batch = validated.transform(unrepeated_rows(entity, repeated)).unionByName(versions)
     if candidates is not None and parent_keys is not None and few and n_candidates <= max_broadcast:
         # A small batch and few candidates reference few parents: look those up once (one scan
         # of the tenant's parents) and broadcast that small set to every check that follows.
@@ -209,13 +217,13 @@ def stage_entity(
                 missing = materialise(batch.transform(check), keep)
                 small = missing.count() <= max_broadcast
                 batch = batch.transform(flag_missing(entity, missing, broadcast=small))
-        # The decided batch is materialised once: counting, the audits and the writes all read
-        # it, and recomputing the dedupe and FK joins for each of them cost more than the copy.
-        batch = materialise(batch, keep)
-        for done in (validated, repeated):
-            _release_from(keep, done)
-        rejected_rows = batch.where(F.size(VIOLATIONS) > 0)
-        _count_batch(batch, counts)
+        # The batch is not materialised again: a second copy of a million wide rows costs more
+        # (memory pressure, blocks spilled to disk) than reading the validated rows once per use
+        # with the small verdict sets broadcast. Its rows that go nowhere near silver (rejected
+        # and dropped, a few percent) are: they are counted, then written to quarantine.
+        not_valid = materialise(batch.where((F.size(VIOLATIONS) > 0) | F.col(DROPPED)), keep)
+        rejected_rows = not_valid.where(F.size(VIOLATIONS) > 0)
+        _count_not_valid(not_valid, counts)
 
     promoted = None
     promoted_keys = None
@@ -245,6 +253,7 @@ def stage_entity(
         )
 
     classified = None
+    valid_keys = None
     if valid_parts:
         valid = valid_parts[0]
         for extra in valid_parts[1:]:
@@ -255,42 +264,43 @@ def stage_entity(
         with stage("classify", **attrs):
             if tenant_rows(spark, names.silver(entity), tenant) == 0:
                 # The tenant's first load: every key is new, no join with silver needed, and
-                # nothing read from silver that a write could change under us.
+                # nothing read from silver that a write could change under us. The valid keys
+                # (for the FK check of children and the audits) are materialised, and counted:
+                # a scan of its own, separate from the one that counted the rejected rows.
                 classified = valid.withColumn(merge.OUTCOME, F.lit(merge.INSERT))
+                valid_keys = materialise(_keys_of(entity, classified), keep)
+                by_outcome = {merge.INSERT: int(valid_keys.count())}
             else:
                 few_rows = counts.read + counts.promoted <= max_broadcast
                 classify = merge.classify(entity, current, few_rows=few_rows)
                 classified = materialise(valid.transform(classify), keep)
-            by_outcome = {
-                r[0]: int(r[1]) for r in classified.groupBy(merge.OUTCOME).count().collect()
-            }
+                by_outcome = {
+                    r[0]: int(r[1]) for r in classified.groupBy(merge.OUTCOME).count().collect()
+                }
         for outcome in merge.MERGE_OUTCOMES:
             setattr(counts, outcome, by_outcome.get(outcome, 0))
     return StagedEntity(
-        entity, classified, rejected, promoted_keys, counts, keep,
+        entity, classified, rejected, promoted_keys, counts, keep, valid_keys,
         parents=parent_keys, broadcast_parents=broadcast_parents,
     )  # fmt: skip
 
 
-def _release_from(keep: list[DataFrame], df: DataFrame) -> None:
-    """Free a materialised frame no longer needed (its successor has been materialised)."""
-    release(df)
-    keep[:] = [k for k in keep if k is not df]
+def _keys_of(entity: Entity, rows: DataFrame) -> DataFrame:
+    return rows.select(F.col(entity.primary_key).alias(PARENT_KEY))
 
 
-def _count_batch(batch: DataFrame, counts: EntityCounts) -> None:
+def _count_not_valid(not_valid: DataFrame, counts: EntityCounts) -> None:
     """Quarantined and dropped rows, and rows per violation code, in one action.
 
-    The batch is grouped by (dropped, set of codes): a few dozen groups, summed on the driver.
-    Every row of the batch falls in exactly one group, so the count invariant audit checks
-    that no row was lost or repeated between reading and staging.
+    The rows are grouped by (dropped, set of codes): a few dozen groups, summed on the driver.
+    The valid rows are counted elsewhere (by outcome), so the count invariant audit checks that
+    no row was lost or repeated between reading and staging.
     """
-    rejected = F.size(F.col(VIOLATIONS)) > 0
-    # Codes are extracted only for the rejected rows: the extraction is a higher-order
-    # function (interpreted, row by row), which over a million valid rows cost seconds.
-    code_set = F.when(rejected, F.array_sort(F.array_distinct(codes(F.col(VIOLATIONS)))))
+    code_set = F.array_sort(F.array_distinct(codes(F.col(VIOLATIONS))))
     combos = (
-        batch.groupBy(F.col(DROPPED).alias("dropped"), code_set.alias("codes")).count().collect()
+        not_valid.groupBy(F.col(DROPPED).alias("dropped"), code_set.alias("codes"))
+        .count()
+        .collect()
     )
     per_code: dict[str, int] = {}
     for row in combos:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts.model import Entity
@@ -42,39 +42,72 @@ def repeated_keys(entity: Entity) -> Transform:
     return _apply
 
 
-def resolve_duplicates(entity: Entity, repeated: DataFrame) -> Transform:
-    """A transform adding ``_dropped`` and duplicate violations, given :func:`repeated_keys`.
+def _flagged(df: DataFrame, entity: Entity, repeated: DataFrame) -> DataFrame:
+    return df.join(F.broadcast(repeated), ["tenant_id", entity.primary_key], "left")
 
-    Only rows of repeated keys are ranked, so the wide rows are never sorted as a whole.
+
+def _valid() -> Column:
+    return F.size(F.col(VIOLATIONS)) == 0
+
+
+def unrepeated_rows(entity: Entity, repeated: DataFrame) -> Transform:
+    """A transform keeping the rows dedupe leaves alone: keys held once, and rows in violation.
+
+    They get ``_dropped`` false. With :func:`repeated_versions` it splits a batch in two.
+    """
+
+    def _apply(df: DataFrame) -> DataFrame:
+        flagged = _flagged(df, entity, repeated)
+        return flagged.where(F.col("_repeated").isNull() | ~_valid()).select(
+            *df.columns, F.lit(False).alias(DROPPED)
+        )
+
+    return _apply
+
+
+def repeated_versions(entity: Entity, repeated: DataFrame) -> Transform:
+    """A transform keeping the valid rows of repeated keys, each with its verdict: the winner,
+    a dropped exact copy, or a conflicting version with a duplicate violation.
+
+    Usually a few percent of the batch: worth materialising, so that the ranking (a shuffle and
+    sort) runs once however often the batch is read.
     """
     key = entity.primary_key
     rule = entity.duplicate_rule
 
     def _apply(df: DataFrame) -> DataFrame:
-        valid = F.size(F.col(VIOLATIONS)) == 0
-        flagged = df.join(F.broadcast(repeated), ["tenant_id", key], "left")
-        single = flagged.where(F.col("_repeated").isNull() | ~valid).select(
-            *df.columns, F.lit(False).alias(DROPPED)
-        )
         order = [F.col("source_timestamp").desc_nulls_last(), F.col(ROW_HASH).desc()]
         order += [F.col(c).asc() for c in ("_source_file",) if c in df.columns]
         w = Window.partitionBy("tenant_id", key).orderBy(*order)
         ranked = (
-            flagged.where(F.col("_repeated") & valid)
+            _flagged(df, entity, repeated)
+            .where(F.col("_repeated") & _valid())
             .withColumn("_rank", F.row_number().over(w))
             .withColumn("_winner_hash", F.first(ROW_HASH).over(w))
         )
         loser = F.col("_rank") > 1
         same = F.col(ROW_HASH) == F.col("_winner_hash")
         dup_reason = F.array(reason(rule, F.col("source_timestamp").cast("string")))
-        resolved = ranked.select(
+        return ranked.select(
             *(c for c in df.columns if c != VIOLATIONS),
             F.when(loser & ~same, append_violations(F.col(VIOLATIONS), dup_reason))
             .otherwise(F.col(VIOLATIONS))
             .alias(VIOLATIONS),
             (loser & same).alias(DROPPED),
         )
-        return single.unionByName(resolved)
+
+    return _apply
+
+
+def resolve_duplicates(entity: Entity, repeated: DataFrame) -> Transform:
+    """A transform adding ``_dropped`` and duplicate violations, given :func:`repeated_keys`.
+
+    Only rows of repeated keys are ranked, so the wide rows are never sorted as a whole.
+    """
+
+    def _apply(df: DataFrame) -> DataFrame:
+        single = df.transform(unrepeated_rows(entity, repeated))
+        return single.unionByName(df.transform(repeated_versions(entity, repeated)))
 
     return _apply
 
