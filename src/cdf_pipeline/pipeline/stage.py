@@ -227,7 +227,7 @@ def stage_entity(
 
     promoted = None
     promoted_keys = None
-    if candidates is not None and parent_keys is not None:
+    if candidates is not None and parent_keys is not None and n_candidates > 0:
         with stage("recheck_quarantine", **attrs):
             ranked = materialise(
                 _promotable(entity, candidates, parent_keys, broadcast_parents), keep

@@ -13,7 +13,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cdf_pipeline.contracts.model import Entity, ForeignKey, RuleKind
+from cdf_pipeline.contracts.model import Entity, RuleKind
 from cdf_pipeline.quality.dedupe import DROPPED
 from cdf_pipeline.quality.reasons import VIOLATIONS, append_violations, reason
 
@@ -22,36 +22,49 @@ Transform = Callable[[DataFrame], DataFrame]
 PARENT_KEY = "key"
 
 
-def _references(df: DataFrame, fk: ForeignKey, *keep: str) -> DataFrame:
-    """``(*keep, _ref)``: one row per non-null id a row references through ``fk``."""
-    element = F.explode(F.col(fk.column)) if fk.is_array else F.col(fk.column)
-    return df.select(*keep, element.alias("_ref")).where(F.col("_ref").isNotNull())
+def _references(df: DataFrame, entity: Entity, *keep: str) -> DataFrame:
+    """``(*keep, _fk, _ref)``: one row per non-null id a row references, through any foreign key
+    (``_fk``: the key's position in ``entity.foreign_keys``). One pass over ``df`` for all keys.
+    """
+    tagged = []
+    for i, fk in enumerate(entity.foreign_keys):
+        ids = (
+            F.coalesce(F.col(fk.column), F.array().cast("array<string>"))
+            if fk.is_array
+            else F.array(F.col(fk.column))
+        )
+        tag = F.array_repeat(F.lit(i), F.size(ids))
+        tagged.append(F.arrays_zip(tag.alias("_fk"), ids.alias("_ref")))
+    return df.select(*keep, F.inline(F.concat(*tagged))).where(F.col("_ref").isNotNull())
 
 
 def _missing_ids(
     df: DataFrame,
-    pk: str,
-    fk: ForeignKey,
+    entity: Entity,
     parents: DataFrame,
     few_children: bool,
     broadcast_parents: bool,
 ) -> DataFrame:
-    """``(pk, _missing_<fk>)``: per child row, the sorted distinct ids not found among parents.
+    """``(pk, _missing_<column>...)``: per child row with a reference not found among parents,
+    the sorted distinct missing ids of each foreign key (null for a key with none missing).
 
     Parents few enough to broadcast are, so the children's references are never shuffled. Else,
     with few children, the parents are first cut down to the ids referenced (a broadcast
     semi-join, a scan of the parent keys), so the big parent set is never shuffled.
     """
-    refs = _references(df, fk, pk)
+    pk = entity.primary_key
+    refs = _references(df, entity, pk)
     if broadcast_parents:
         parents = F.broadcast(parents)
     elif few_children:
         wanted = refs.select(F.col("_ref").alias(PARENT_KEY)).distinct()
         parents = F.broadcast(parents.join(F.broadcast(wanted), PARENT_KEY, "left_semi"))
     missing = refs.join(parents, refs["_ref"] == parents[PARENT_KEY], "left_anti")
-    return missing.groupBy(pk).agg(
-        F.array_sort(F.collect_set("_ref")).alias(f"_missing_{fk.column}")
-    )
+    per_key = []
+    for i, fk in enumerate(entity.foreign_keys):
+        ids = F.array_sort(F.collect_set(F.when(F.col("_fk") == i, F.col("_ref"))))
+        per_key.append(F.when(F.size(ids) > 0, ids).alias(f"_missing_{fk.column}"))
+    return missing.groupBy(pk).agg(*per_key)
 
 
 def _checked(df: DataFrame) -> Column:
@@ -74,17 +87,12 @@ def missing_references(
     ``few_children`` when the batch is small enough to broadcast its referenced ids, and
     ``broadcast_parents`` when the parent keys are.
     """
-    pk = entity.primary_key
     # No distinct(): an anti-join finds the same references whether a key appears once or twice.
     parents = parent_keys.select(F.col(PARENT_KEY))
 
     def _apply(df: DataFrame) -> DataFrame:
         checked = df.where(_checked(df))
-        frames = [
-            _missing_ids(checked, pk, fk, parents, few_children, broadcast_parents)
-            for fk in entity.foreign_keys
-        ]
-        return reduce(lambda a, b: a.join(b, pk, "full"), frames)
+        return _missing_ids(checked, entity, parents, few_children, broadcast_parents)
 
     return _apply
 
@@ -99,9 +107,8 @@ def referenced_parents(
     parents.
     """
     refs = [
-        _references(df.where(_checked(df)), fk).select(F.col("_ref").alias(PARENT_KEY))
+        _references(df.where(_checked(df)), entity).select(F.col("_ref").alias(PARENT_KEY))
         for df in children
-        for fk in entity.foreign_keys
     ]
     wanted = reduce(lambda a, b: a.unionByName(b), refs).distinct()
     return parent_keys.select(PARENT_KEY).join(F.broadcast(wanted), PARENT_KEY, "left_semi")
