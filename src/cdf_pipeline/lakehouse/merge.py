@@ -102,16 +102,14 @@ def merge_updates(
     tenant: str,
     changes: DataFrame,
     view: str,
-    *,
-    broadcast: bool = False,
 ) -> None:
     """MERGE newer-and-different versions into the tenant's partition of silver.
 
     Every row is a key that classification found in silver, and a tenant's silver rows are never
-    deleted by anyone else, so there is no NOT MATCHED clause: an inner join lets the few changes
-    of a change batch be broadcast (``broadcast``) and silver be scanned against them in place,
-    instead of shuffling and sorting the tenant's whole silver for an outer join (half the
-    MERGE's time at 1M rows).
+    deleted by anyone else, so there is no NOT MATCHED clause: with an inner join Spark broadcasts
+    the few changes of a change batch and scans silver against them in place, instead of
+    shuffling and sorting the tenant's whole silver for an outer join (half the MERGE's time at
+    1M rows).
     """
     pk = entity.primary_key
     tenant = validate_tenant_id(tenant)

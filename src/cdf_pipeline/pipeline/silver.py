@@ -143,10 +143,7 @@ def run_tenant(
                 run.audits = run_audits(spark, settings, names, staged, tenant)
             if all(a.passed for a in run.audits):
                 with stage("publish", **{"cdf.tenant": tenant}):
-                    _publish(
-                        spark, names, staged, tenant, run.run_id, now,
-                        settings.spark.broadcast_max_rows,
-                    )  # fmt: skip
+                    _publish(spark, names, staged, tenant, run.run_id, now)
                 run.status = S.PARTIAL if bad else S.SUCCEEDED
                 run.message = f"{len(bad)} file(s) could not be read" if bad else ""
                 published = True
@@ -235,7 +232,6 @@ def _publish(
     tenant: str,
     run_id: str,
     now: datetime,
-    broadcast_max: int,
 ) -> None:
     """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows."""
     suffix = run_id.replace("-", "_")
@@ -257,10 +253,7 @@ def _publish(
         if s.counts.updated:
             with stage("merge", **attrs, **{"cdf.rows.updated": s.counts.updated}):
                 rows = s.outcome(merge.UPDATE).transform(lineage)
-                merge.merge_updates(
-                    spark, names, s.entity, tenant, rows, f"m_{name}_{suffix}",
-                    broadcast=s.counts.updated <= broadcast_max,
-                )  # fmt: skip
+                merge.merge_updates(spark, names, s.entity, tenant, rows, f"m_{name}_{suffix}")
     for name, s in staged.items():
         if s.promoted_keys is not None and s.counts.promoted > 0:
             attrs = {
