@@ -77,7 +77,7 @@ def main() -> int:
 
     # Both sides are measured warm (JIT-compiled readers, writers and planner), as a long-lived
     # driver or the second job of a session would run them: the baseline's first round is a
-    # warm-up (25 s cold against 15-17 s warm here), and a small tenant's first load warms the
+    # warm-up (23-26 s cold against 15-22 s warm here), and a small tenant's first load warms the
     # job's own code paths.
     cold = _bare_append(spark, root / "raw", settings.catalog.name, "bench_warmup")
     bare = _bare_append(spark, root / "raw", settings.catalog.name, "bench_baseline")
