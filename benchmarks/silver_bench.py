@@ -43,7 +43,7 @@ def _jvm_peak_rss_mb() -> float:
     return float("nan")
 
 
-def _bare_append(spark, raw: Path, catalog: str, namespace: str) -> float:  # type: ignore[no-untyped-def]
+def bare_append(spark, raw: Path, catalog: str, namespace: str) -> float:  # type: ignore[no-untyped-def]
     """Read the raw Parquet files and append them to same-layout Iceberg tables, nothing else."""
     started = time.perf_counter()
     for entity in ENTITIES.values():
@@ -79,8 +79,8 @@ def main() -> int:
     # driver or the second job of a session would run them: the baseline's first round is a
     # warm-up (23-26 s cold against 15-22 s warm here), and a small tenant's first load warms the
     # job's own code paths.
-    cold = _bare_append(spark, root / "raw", settings.catalog.name, "bench_warmup")
-    bare = _bare_append(spark, root / "raw", settings.catalog.name, "bench_baseline")
+    cold = bare_append(spark, root / "raw", settings.catalog.name, "bench_warmup")
+    bare = bare_append(spark, root / "raw", settings.catalog.name, "bench_baseline")
     generate([WARMUP], 20_000, 20_000, root_uri=str(root), seed=7)
     run_tenant(spark, settings, WARMUP)
     first = run_tenant(spark, settings, TENANT)

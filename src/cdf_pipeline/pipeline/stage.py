@@ -13,6 +13,7 @@ rows. Each step's result is *materialised* (a local checkpoint) rather than cach
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -97,6 +98,25 @@ class StagedEntity:
         self._materialised.clear()
 
 
+def validated_rows(
+    entity: Entity, tenant: str, settings: Settings, now: datetime
+) -> Callable[[DataFrame], DataFrame]:
+    """A transform from one normalised file to its rows with every rule's verdict, the row hash
+    and, for rejected rows only, the row as sent (``_original``)."""
+    checks = validate(
+        entity, tenant, now=now, future_skew_seconds=settings.quality.future_skew_seconds
+    )
+
+    def _apply(df: DataFrame) -> DataFrame:
+        return (
+            df.transform(checks)
+            .withColumn(ROW_HASH, row_hash(entity))
+            .transform(keep_original("rejected"))
+        )
+
+    return _apply
+
+
 def materialise(df: DataFrame, keep: list[DataFrame] | None = None) -> DataFrame:
     """Compute ``df`` once into executor blocks and return a frame reading those blocks.
 
@@ -170,24 +190,13 @@ def stage_entity(
     max_broadcast = settings.spark.broadcast_max_rows
     few = counts.read <= max_broadcast
     attrs = {"cdf.entity": entity.name, "cdf.tenant": tenant}
-    checks = validate(
-        entity, tenant, now=now, future_skew_seconds=settings.quality.future_skew_seconds
-    )
-
-    def validated_rows(df: DataFrame) -> DataFrame:
-        return (
-            df.transform(checks)
-            .withColumn(ROW_HASH, row_hash(entity))
-            .transform(keep_original("rejected"))
-        )
-
     with stage("read", **attrs, **{"cdf.files": len(files)}):
         batch = read_normalised(
             spark,
             entity,
             files,
             extra_columns=settings.quality.extra_columns,
-            per_file=validated_rows,
+            per_file=validated_rows(entity, tenant, settings, now),
         )
     candidates = None
     if entity.foreign_keys and parent_keys is not None:
