@@ -62,11 +62,16 @@ def bare_append(spark, raw: Path, catalog: str, namespace: str) -> float:  # typ
     return time.perf_counter() - started
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(doc: str) -> argparse.Namespace:
+    """``--rows`` and ``--change-rate``, shared with silver_floor.py."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="suppliers and parts each")
     parser.add_argument("--change-rate", type=float, default=0.01)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args(__doc__)
 
     root = Path(tempfile.mkdtemp(prefix="cdf-silver-bench-"))
     settings = load_settings("local", overrides={"root": str(root)})

@@ -18,7 +18,6 @@ It prints how many seconds each target leaves for everything else the job must d
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from silver_bench import TENANT, WARMUP, bare_append
+from silver_bench import TENANT, WARMUP, bare_append, parse_args
 
 from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.contracts import ENTITIES, Entity
@@ -94,10 +93,7 @@ def write_change(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="suppliers and parts each")
-    parser.add_argument("--change-rate", type=float, default=0.01)
-    args = parser.parse_args()
+    args = parse_args(__doc__)
 
     root = Path(tempfile.mkdtemp(prefix="cdf-silver-floor-"))
     raw = root / "raw"
