@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -126,6 +127,7 @@ def main() -> int:
     )
     print(f"driver JVM peak RSS: {peak:,.0f} MB (heap limit {settings.spark.driver_memory})")
     spark.stop()
+    shutil.rmtree(root, ignore_errors=True)  # about 1 GB of raw files and tables at 1M rows
     return 0
 
 
