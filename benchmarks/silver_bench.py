@@ -78,7 +78,7 @@ def main() -> int:
     settings = load_settings("local", overrides={"root": str(root)})
     generate([TENANT], args.rows, args.rows, root_uri=str(root), seed=42)
     spark = build_session(settings, app_name="cdf-silver-bench")
-    names = TableNames(settings.catalog.name)
+    names = TableNames.of(settings)
     spark.range(1000).count()
 
     # Both sides are measured warm (JIT-compiled readers, writers and planner), as a long-lived

@@ -41,12 +41,14 @@ from cdf_pipeline.quality.normalise import RAW
 from cdf_pipeline.quality.reasons import VIOLATIONS
 from cdf_pipeline.quality.rowhash import ROW_HASH, row_hash
 from cdf_pipeline.spark import build_session
+from cdf_pipeline.storage import Storage
 from generator.api import generate
 
 
 def _files(raw: Path, tenant: str, entity: str) -> list[RawFile]:
     folder = raw / f"tenant_id={tenant}" / f"entity={entity}"
-    return [inspect_file(entity, p) for p in sorted(folder.rglob("*.parquet"))]
+    storage = Storage()
+    return [inspect_file(storage, entity, str(p)) for p in sorted(folder.rglob("*.parquet"))]
 
 
 def first_load_floor(
@@ -103,7 +105,7 @@ def main() -> int:
     generate([WARMUP], 20_000, 20_000, root_uri=str(root), seed=7)
     first_files = {(t, e): _files(raw, t, e) for t in (TENANT, WARMUP) for e in ENTITIES}
     spark = build_session(settings, app_name="cdf-silver-floor")
-    names = TableNames(settings.catalog.name)
+    names = TableNames.of(settings)
     ensure_tables(spark, names)
     # Everything warm, as in silver_bench.py: the baseline's first round, and a 20k + 20k
     # tenant through both floors before the measured ones.

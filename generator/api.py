@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pyarrow as pa
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.contracts.schemas import arrow_schema
 from cdf_pipeline.exceptions import InputError
+from cdf_pipeline.storage import S3Config, Storage, join
 from cdf_pipeline.telemetry import stage
 from cdf_pipeline.tenants import validate_tenant_id
 from generator import build, shapes, sink
@@ -161,6 +161,7 @@ def generate(
     change_rate: float = 0.10,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     s3_endpoint: str | None = None,
+    storage: Storage | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> GenerateSummary:
     """Write one data file and one labels file per (tenant, entity) of ``batch`` under ``root_uri``.
@@ -179,8 +180,12 @@ def generate(
         tenants, suppliers, parts, seed=seed, dirty_rate=dirty_rate, batch=batch, as_of=as_of,
         change_rate=change_rate, chunk_rows=chunk_rows,
     )  # fmt: skip
-    dest = sink.Destination(root_uri, s3_endpoint=s3_endpoint)
-    dest.check_writable()
+    if storage is None:
+        s3 = S3Config.resolve()
+        if s3_endpoint:  # an explicit endpoint wins over the environment's
+            s3 = S3Config(endpoint=s3_endpoint, region=s3.region, path_style=True)
+        storage = Storage(s3)
+    storage.check_writable(root_uri)
     summary = GenerateSummary(batch=batch)
     ingest_date = universe.as_of_date(batch).isoformat()
     root_attrs = {"pipeline.name": "cdf.generate", "cdf.batch": batch, "cdf.format": fmt}
@@ -191,7 +196,7 @@ def generate(
                 with stage("generate_file", **{"cdf.tenant": tenant, "cdf.entity": entity}) as span:
                     ctx = EntityCtx(universe, tenant, entity)
                     uri, label_uri, written = _write_entity(
-                        dest, ctx, batch, ingest_date, fmt, shape, chunk_rows
+                        storage, root_uri, ctx, batch, ingest_date, fmt, shape, chunk_rows
                     )
                     span.set_attributes(
                         {"cdf.rows.written": written.rows, "cdf.rows.anomalous": written.anomalies}
@@ -206,7 +211,8 @@ def generate(
 
 
 def _write_entity(
-    dest: sink.Destination,
+    storage: Storage,
+    root_uri: str,
     ctx: EntityCtx,
     batch: int,
     ingest_date: str,
@@ -216,29 +222,22 @@ def _write_entity(
 ) -> tuple[str, str, EntitySummary]:
     """Write one (tenant, entity) data file and its labels; (data URI, labels URI, summary)."""
     tenant, entity = ctx.tenant, ctx.entity
-    data_dir = f"raw/tenant_id={tenant}/entity={entity}/ingest_date={ingest_date}"
-    staging = dest.staging(data_dir)
-    tmp = staging / f".tmp-{uuid.uuid4().hex}.{fmt}"
+    data_dir = join(root_uri, f"raw/tenant_id={tenant}/entity={entity}/ingest_date={ingest_date}")
     label_parts: list[build.LabelPart] = []
-    try:
+    with storage.staged_file(data_dir, f".{fmt}") as tmp:
         rows = sink.write_stream(
             tmp,
             _chunks(ctx, batch, chunk_rows, label_parts, fmt, shape),
             fmt,
             _shaped_schema(entity, fmt, shape),
         )
-        name = f"{sink.sha256_file(tmp)}.{fmt}"
-        uri = dest.commit(tmp, f"{data_dir}/{name}")
-    finally:
-        tmp.unlink(missing_ok=True)
+        name = f"{storage.sha256(str(tmp))}.{fmt}"
+        uri = storage.put(tmp, join(data_dir, name))
     labels = build.label_table(ctx, batch, label_parts, name)
-    label_dir = f"labels/tenant_id={tenant}/entity={entity}/batch={batch}"
-    ltmp = dest.staging(label_dir) / f".tmp-{uuid.uuid4().hex}.parquet"
-    try:
+    label_dir = join(root_uri, f"labels/tenant_id={tenant}/entity={entity}/batch={batch}")
+    with storage.staged_file(label_dir, ".parquet") as ltmp:
         sink.write_labels(ltmp, labels)
-        label_uri = dest.commit(ltmp, f"{label_dir}/labels.parquet")
-    finally:
-        ltmp.unlink(missing_ok=True)
+        label_uri = storage.put(ltmp, join(label_dir, "labels.parquet"))
     counts = Counter(labels.column("anomaly").to_pylist())
     return (
         uri,

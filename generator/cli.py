@@ -53,7 +53,10 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         help="contract = typed per the data contract; flat = every column a string",
     )  # fmt: skip
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--root", help="local root folder (default $CDF_ROOT or the profile root)")
+    where.add_argument(
+        "--root", help="root: a local folder or s3://bucket/prefix (default $CDF_ROOT or the "
+        "profile's root)",
+    )  # fmt: skip
     where.add_argument("--out", help="root URI: a local path or s3://bucket/prefix")
     p.add_argument("--profile", default="local", help="configuration profile (default local)")
     p.add_argument(
@@ -70,7 +73,8 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     )  # fmt: skip
     p.add_argument(
         "--s3-endpoint",
-        help="S3 endpoint override (else $AWS_ENDPOINT_URL, else the profile's storage setting)",
+        help="S3 endpoint override (else $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL, else the "
+        "profile's storage.s3_endpoint_url)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=run)
@@ -87,6 +91,7 @@ def _root(args: argparse.Namespace, settings_root: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Generate the files; print a summary table (and JSON with ``--json``)."""
     from cdf_pipeline.config import load_settings
+    from cdf_pipeline.storage import S3Config, Storage, s3_config
     from cdf_pipeline.tenants import parse_tenant_list
     from generator.api import generate
 
@@ -95,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
     root = _root(args, settings.root)
     if not root:
         raise InputError("empty root: pass --root DIR or --out URI")
-    endpoint = (
-        args.s3_endpoint or os.environ.get("AWS_ENDPOINT_URL") or settings.storage.s3_endpoint_url
-    )
+    s3 = s3_config(settings)
+    if args.s3_endpoint:
+        s3 = S3Config(endpoint=args.s3_endpoint, region=s3.region, path_style=True)
 
     total_files = len(tenants) * 2  # one data file per (tenant, entity)
     done = 0
@@ -127,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         change_rate=args.change_rate,
         chunk_rows=args.chunk_rows,
-        s3_endpoint=endpoint,
+        storage=Storage(s3),
         progress=progress,
     )
     telemetry.finish()  # before printing: an export error must not follow the JSON line

@@ -1,20 +1,14 @@
-"""Where files go: a local directory or an S3 prefix; content-addressed data files.
+"""How generated files are encoded: fixed row groups, chosen encodings, a writer thread.
 
 Data is written in fixed-size row groups (``ROW_GROUP_ROWS``) whatever the generation chunk, so
-the bytes, and the SHA-256 in the file name, only depend on the rows. Local files are written to a
-temporary name in the destination folder and renamed; S3 objects are written to a local temporary
-file, hashed, then uploaded.
+the bytes, and the SHA-256 in the file name, only depend on the rows. Where the files go (a local
+folder or an S3 prefix) is the storage layer's business (:mod:`cdf_pipeline.storage`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import queue
-import shutil
-import tempfile
 import threading
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,7 +18,6 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from cdf_pipeline.contracts import ENTITIES
-from cdf_pipeline.exceptions import InputError
 
 ROW_GROUP_ROWS = 65_536
 #: snappy: zstd (level 1) files are ~35 % smaller but take ~40 % longer to write (measured).
@@ -38,86 +31,6 @@ DICTIONARY_COLUMNS = frozenset(
 )  # fmt: skip
 #: Min/max statistics where readers prune on them; elsewhere they cost write time only.
 STATISTICS_COLUMNS = frozenset({"tenant_id", "source_timestamp", "ingestion_timestamp"})
-
-
-class Destination:
-    """A root URI (local path or ``s3://bucket/prefix``) that files are written under."""
-
-    def __init__(self, root_uri: str, *, s3_endpoint: str | None = None) -> None:
-        self.root_uri = root_uri.rstrip("/") or "/"
-        self.is_s3 = root_uri.startswith("s3://")
-        self.s3_endpoint = s3_endpoint
-        self._client: Any = None
-        if self.is_s3:
-            bucket, _, prefix = root_uri[len("s3://") :].partition("/")
-            if not bucket:
-                raise InputError(f"invalid S3 root {root_uri!r}: expected s3://bucket[/prefix]")
-            self.bucket, self.prefix = bucket, prefix.strip("/")
-
-    def check_writable(self) -> None:
-        """Fail early, with one clear message, when the root cannot be written."""
-        if self.is_s3:
-            try:
-                self.client.head_bucket(Bucket=self.bucket)
-            except Exception as exc:  # botocore raises many types; report the first line
-                raise InputError(
-                    f"cannot write to {self.root_uri}: bucket {self.bucket!r} is not reachable "
-                    f"({str(exc).splitlines()[0]}); check --s3-endpoint and credentials"
-                ) from exc
-            return
-        root = Path(self.root_uri)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            probe = root / f".cdf-write-probe-{uuid.uuid4().hex}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise InputError(
-                f"cannot write to {self.root_uri}: {exc.strerror or exc}"
-                "; choose another --root or --out"
-            ) from exc
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3", endpoint_url=self.s3_endpoint)
-        return self._client
-
-    def uri(self, rel: str) -> str:
-        if self.is_s3:
-            key = f"{self.prefix}/{rel}" if self.prefix else rel
-            return f"s3://{self.bucket}/{key}"
-        return str(Path(self.root_uri) / rel)
-
-    def staging(self, rel_dir: str) -> Path:
-        """A folder to write a temporary file in (the destination folder itself when local)."""
-        if self.is_s3:
-            return Path(tempfile.mkdtemp(prefix="cdf-gen-"))
-        folder = Path(self.root_uri) / rel_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-    def commit(self, tmp: Path, rel: str) -> str:
-        """Move a finished temporary file to ``rel`` under the root; returns its URI."""
-        if self.is_s3:
-            key = f"{self.prefix}/{rel}" if self.prefix else rel
-            try:
-                self.client.upload_file(str(tmp), self.bucket, key)
-            finally:
-                shutil.rmtree(tmp.parent, ignore_errors=True)
-        else:
-            os.replace(tmp, Path(self.root_uri) / rel)
-        return self.uri(rel)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _RowGroups:

@@ -119,7 +119,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     spark = build_session(settings, app_name="cdf-runs")
-    names = TableNames(settings.catalog.name)
+    names = TableNames.of(settings)
     ensure_tables(spark, names)
     rows = ops.list_runs(spark, names, args.tenant, limit=args.limit)
     if args.json:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cdf_pipeline.exceptions import ConfigError
 from cdf_pipeline.tenants import validate_tenant_id
 
-PROFILES = ("local", "docker", "aws")
+PROFILES = ("local", "docker", "aws", "jdbc")
 ENV_PREFIX = "CDF__"
 
 
@@ -34,6 +34,9 @@ class CatalogSettings(_Section):
     name: str = "cdf"
     warehouse: str = "{root}/warehouse"
     uri: str | None = None
+    #: Put before every namespace (``silver`` -> ``<prefix>silver``), so two deployments can
+    #: share one catalog (a Glue account): Glue databases are flat and account-wide.
+    namespace_prefix: str = Field("", pattern=r"^[a-z0-9_]*$")
     #: Extra catalog properties passed as ``spark.sql.catalog.<name>.<key>`` (no secrets here).
     properties: dict[str, str] = Field(default_factory=dict)
 
@@ -52,22 +55,21 @@ class SparkSettings(_Section):
     #: A tenant's parent keys (one short text per supplier) up to this many are broadcast to the
     #: foreign-key check and audit, so the children's references are never shuffled.
     broadcast_max_parent_keys: int = Field(2_000_000, ge=0)
-    #: Explicit path to an Iceberg Spark runtime jar (first choice when set).
-    iceberg_jar: str | None = None
-    #: Allow Spark to download the Iceberg runtime from Maven when no jar is found.
-    allow_downloads: bool = False
-    iceberg_coordinates: str = "org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.2"
     log_level: str = "WARN"
     conf: dict[str, str] = Field(default_factory=dict)
 
 
 class StorageSettings(_Section):
-    """Where raw files live; S3 endpoint overridable for moto/MinIO."""
+    """Where raw files live, and how S3 is reached (the AWS variables win, see storage.py)."""
 
     raw: str = "{root}/raw"
     labels: str = "{root}/labels"
+    #: A custom S3 endpoint (MinIO, moto); AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL override it.
     s3_endpoint_url: str | None = None
+    #: AWS_REGION / AWS_DEFAULT_REGION override it.
     s3_region: str | None = None
+    #: Path-style bucket addressing; default: on for a custom endpoint, off for AWS.
+    s3_path_style: bool | None = None
 
 
 class QualitySettings(_Section):

@@ -1,27 +1,31 @@
 """The one SparkSession factory, used by ``jobs/``, the CLI and the test fixture.
 
-The Iceberg runtime jar is resolved in this order: an explicit path from the settings, the jar
-shipped in the ``snowpark-connect-deps-iceberg`` wheel, then Maven coordinates when the user allows
-downloads. The catalog comes from the profile.
+The jars come from :mod:`cdf_pipeline.jars` (only what the profile needs), the catalog and the S3
+connectors from the profile, and S3 endpoints and region from :mod:`cdf_pipeline.storage`, so
+Spark's S3A, Iceberg's S3FileIO and GlueCatalog reach the same place as every other component.
+No credential is ever set here: each component takes them from the AWS default chain, and the
+JDBC catalog's PostgreSQL driver from the libpq variables or ``~/.pgpass``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cdf_pipeline import jars
 from cdf_pipeline.config import Settings
 from cdf_pipeline.exceptions import ConfigError
+from cdf_pipeline.storage import S3Config, is_s3, s3_config
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 logger = logging.getLogger(__name__)
 
-SCALA_BINARY = "2.12"  # pyspark 3.5 wheels are built for Scala 2.12
 _EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 #: Warnings and errors only, without three expected warnings (see the file).
 _LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -30,36 +34,69 @@ _CATALOG_IMPL = {
     "rest": "org.apache.iceberg.rest.RESTCatalog",
     "glue": "org.apache.iceberg.aws.glue.GlueCatalog",
 }
+_S3_FILE_IO = "org.apache.iceberg.aws.s3.S3FileIO"
+_AWS_V1_DEFAULT_CHAIN = "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"
+#: The masters Spark accepts (checked before a JVM starts, so a typo is one line, not a trace).
+_MASTER = re.compile(
+    r"^(local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn"
+    r"|(spark|k8s|mesos)://\S+)$"
+)
 
 
-def _wheel_jar() -> Path | None:
-    try:
-        import snowpark_connect_deps_iceberg as deps
-    except ImportError:
-        return None
-    jars = sorted(deps.get_jars_dir().glob(f"iceberg-spark-runtime-3.5_{SCALA_BINARY}-*.jar"))
-    return jars[-1] if jars else None
+def tables_on_s3(settings: Settings) -> bool:
+    """Whether Iceberg writes table files to S3 (through S3FileIO)."""
+    io_impl = settings.catalog.properties.get("io-impl")
+    glue = settings.catalog.type == "glue"
+    return glue or io_impl == _S3_FILE_IO or is_s3(settings.warehouse_uri)
 
 
-def iceberg_jar_options(settings: Settings) -> dict[str, str]:
-    """Spark options that put the Iceberg runtime on the classpath.
-
-    Raises:
-        ConfigError: when no jar can be found and downloads are not allowed.
-    """
-    explicit = settings.spark.iceberg_jar
-    if explicit:
-        if not Path(explicit).is_file():
-            raise ConfigError(f"spark.iceberg_jar points at {explicit}, which is not a file")
-        return {"spark.jars": explicit}
-    if jar := _wheel_jar():
-        return {"spark.jars": str(jar)}
-    if settings.spark.allow_downloads:
-        return {"spark.jars.packages": settings.spark.iceberg_coordinates}
-    raise ConfigError(
-        "no Iceberg Spark runtime jar found: pip install 'snowpark-connect-deps-iceberg==1.0.2', "
-        "set spark.iceberg_jar to a jar path, or set spark.allow_downloads: true to use Maven"
+def needed_jars(settings: Settings) -> list[jars.Jar]:
+    """The jars this configuration needs (the embedded default: the Iceberg runtime only)."""
+    return jars.needed(
+        catalog_type=settings.catalog.type,
+        catalog_uri=settings.catalog.uri,
+        s3_tables=tables_on_s3(settings),
+        s3_files=is_s3(settings.raw_uri),
     )
+
+
+def s3a_options(s3: S3Config) -> dict[str, str]:
+    """Hadoop S3A settings: Spark reads raw ``s3a://`` files with the job's S3 configuration."""
+    prefix = "spark.hadoop.fs.s3a"
+    opts = {
+        # The SDK's default chain: environment, AWS_PROFILE / SSO, container and instance roles.
+        f"{prefix}.aws.credentials.provider": _AWS_V1_DEFAULT_CHAIN,
+        f"{prefix}.path.style.access": str(s3.path_style).lower(),
+        # Fail in seconds, not minutes, when the endpoint does not answer.
+        f"{prefix}.connection.establish.timeout": "5000",
+        f"{prefix}.attempts.maximum": "3",
+        f"{prefix}.retry.limit": "3",
+    }
+    if s3.endpoint:
+        opts[f"{prefix}.endpoint"] = s3.endpoint
+        opts[f"{prefix}.connection.ssl.enabled"] = str(s3.endpoint.startswith("https")).lower()
+    if s3.region:
+        opts[f"{prefix}.endpoint.region"] = s3.region
+    return opts
+
+
+def s3_file_io_options(s3: S3Config, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Iceberg catalog properties for S3FileIO (and the Glue client) from the S3 configuration."""
+    env = os.environ if environ is None else environ
+    opts = {"io-impl": _S3_FILE_IO}
+    if s3.endpoint:
+        opts["s3.endpoint"] = s3.endpoint
+    opts["s3.path-style-access"] = str(s3.path_style).lower()
+    if s3.region:
+        opts["client.region"] = s3.region
+    if glue := env.get("AWS_ENDPOINT_URL_GLUE") or env.get("AWS_ENDPOINT_URL"):
+        opts["glue.endpoint"] = glue
+    return opts
+
+
+def jar_options(settings: Settings) -> dict[str, str]:
+    """``spark.jars``: local files for the jars this profile needs (resolved once, then cached)."""
+    return {"spark.jars": ",".join(str(p) for p in jars.resolve(needed_jars(settings)))}
 
 
 def catalog_options(settings: Settings) -> dict[str, str]:
@@ -72,11 +109,14 @@ def catalog_options(settings: Settings) -> dict[str, str]:
     else:
         opts[f"{prefix}.catalog-impl"] = _CATALOG_IMPL[cat.type]
     warehouse = settings.warehouse_uri
-    if "://" not in warehouse:
+    if not is_s3(warehouse):
         warehouse = str(Path(warehouse).resolve())
     opts[f"{prefix}.warehouse"] = warehouse
     if cat.uri:
         opts[f"{prefix}.uri"] = cat.uri
+    if tables_on_s3(settings):
+        for key, value in s3_file_io_options(s3_config(settings)).items():
+            opts[f"{prefix}.{key}"] = value
     for key, value in cat.properties.items():
         opts[f"{prefix}.{key}"] = value
     return opts
@@ -105,8 +145,10 @@ def session_options(settings: Settings, app_name: str | None = None) -> dict[str
         # Applies to JVMs PySpark launches (not to one spark-submit already started).
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={_LOG4J2_CONFIG.as_uri()}",
     }
-    opts.update(iceberg_jar_options(settings))
+    opts.update(jar_options(settings))
     opts.update(catalog_options(settings))
+    if is_s3(settings.raw_uri):
+        opts.update(s3a_options(s3_config(settings)))
     opts.update(settings.spark.conf)
     return opts
 
@@ -116,13 +158,14 @@ def _running_under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def _load_jar_into_running_jvm(jar: str) -> None:
-    """Make a jar visible to a JVM that spark-submit already started.
+def _load_jars_into_running_jvm(jar_list: str) -> None:
+    """Make the jars visible to a JVM that spark-submit already started.
 
     Options set on the builder reach only JVMs that PySpark itself launches; under spark-submit the
     driver classpath is fixed, so ``spark.jars`` alone would leave the Iceberg catalog class
-    missing. spark-submit's context class loader is a ``MutableURLClassLoader``: adding the jar's
-    URL to it before the session exists lets the extensions and catalog load.
+    missing. spark-submit's context class loader is a ``MutableURLClassLoader``: adding the jars'
+    URLs to it before the session exists lets the extensions and catalog load. When the job was
+    submitted with ``--packages`` or ``--jars`` the classes are there already and nothing is added.
     """
     from pyspark import SparkContext
 
@@ -130,13 +173,26 @@ def _load_jar_into_running_jvm(jar: str) -> None:
     jvm = SparkContext._jvm
     assert jvm is not None
     loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-    url = jvm.java.io.File(jar).toURI().toURL()
-    if hasattr(loader, "addURL"):
-        loader.addURL(url)
-    else:  # pragma: no cover - depends on the launcher
+    try:
+        jvm.java.lang.Class.forName(_EXTENSIONS, False, loader)
+        return
+    except Exception:  # py4j wraps ClassNotFoundException; any failure means "not loaded"
+        pass
+    if not hasattr(loader, "addURL"):  # pragma: no cover - depends on the launcher
         raise ConfigError(
             "Spark was started without the Iceberg runtime on its classpath; pass it explicitly: "
-            f"spark-submit --jars {jar} ..."
+            f"spark-submit --jars {jar_list} ..."
+        )
+    for jar in jar_list.split(","):
+        loader.addURL(jvm.java.io.File(jar).toURI().toURL())
+
+
+def check_master(master: str) -> None:
+    """A malformed ``spark.master`` is a configuration error, found before any JVM starts."""
+    if not _MASTER.match(master):
+        raise ConfigError(
+            f"spark.master {master!r} is not a Spark master URL: use local[N], local[*], yarn, "
+            "spark://host:port or k8s://... (CDF__SPARK__MASTER or spark.master in the profile)"
         )
 
 
@@ -145,20 +201,34 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
 
     Only entry points and the test fixture call this; library functions take the session as an
     argument.
+
+    Raises:
+        ConfigError: a malformed master, a jar that cannot be resolved, or a JVM that would not
+            start (a one-line reason instead of the gateway's traceback).
     """
     from pyspark.sql import SparkSession
 
+    check_master(settings.spark.master)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if settings.spark.master.startswith("local"):
         # A local session talks only to itself: bind to loopback, not the first interface found.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     options = session_options(settings, app_name)
-    if _running_under_spark_submit() and "spark.jars" in options:
-        _load_jar_into_running_jvm(options["spark.jars"])
+    if _running_under_spark_submit():
+        _load_jars_into_running_jvm(options["spark.jars"])
     builder = SparkSession.builder
     for key, value in options.items():
         builder = builder.config(key, value)
     logger.debug("starting Spark (%s)", settings.spark.master)
-    session = builder.getOrCreate()
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # PySparkRuntimeError (JAVA_GATEWAY_EXITED) and py4j errors
+        if type(exc).__name__ not in ("PySparkRuntimeError", "Py4JError", "Py4JJavaError"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"Spark did not start with master {settings.spark.master!r} ({first}); check "
+            "JAVA_HOME / java on PATH (Java 17), spark.master and spark.conf in the profile"
+        ) from exc
     session.sparkContext.setLogLevel(settings.spark.log_level)
     return session

@@ -44,7 +44,7 @@ def test_every_profile_loads(profile: str) -> None:
     settings = load(profile)
     assert settings.profile == profile
     assert settings.tenant is None
-    expected_catalog = {"local": "hadoop", "docker": "rest", "aws": "glue"}[profile]
+    expected_catalog = {"local": "hadoop", "docker": "rest", "aws": "glue", "jdbc": "jdbc"}[profile]
     assert settings.catalog.type == expected_catalog
 
 
@@ -174,6 +174,16 @@ def test_tenant_lists_are_validated_and_deduplicated() -> None:
                 f"{CATALOG}.catalog-impl": "org.apache.iceberg.aws.glue.GlueCatalog",
                 f"{CATALOG}.warehouse": "s3://cdf-lake-prod/warehouse",
                 f"{CATALOG}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
+                "spark.hadoop.fs.s3a.aws.credentials.provider": (
+                    "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"
+                ),
+            },
+        ),
+        (
+            "jdbc",
+            {
+                f"{CATALOG}.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
+                f"{CATALOG}.uri": "jdbc:postgresql://localhost:5432/cdf",
             },
         ),
     ],
@@ -181,23 +191,23 @@ def test_tenant_lists_are_validated_and_deduplicated() -> None:
 def test_every_profile_builds_session_options(
     profile: str, catalog_options: dict[str, str], tmp_path: Path
 ) -> None:
-    settings = load(profile, overrides={"root": str(tmp_path)} if profile == "local" else None)
+    local_root = profile in ("local", "jdbc")
+    settings = load(profile, overrides={"root": str(tmp_path)} if local_root else None)
     opts = session_options(settings, app_name="probe")  # a dict: no JVM is started
     assert opts[CATALOG] == "org.apache.iceberg.spark.SparkCatalog"
     assert opts["spark.sql.defaultCatalog"] == "cdf"
     assert opts["spark.sql.session.timeZone"] == "UTC"
     assert opts["spark.app.name"] == "probe"
-    assert "spark.jars" in opts or "spark.jars.packages" in opts
+    assert all(Path(jar).is_file() for jar in opts["spark.jars"].split(","))
     for key, value in catalog_options.items():
         assert opts[key] == value, key
-    if profile == "local":
+    if local_root:
         assert opts[f"{CATALOG}.warehouse"] == str(tmp_path / "warehouse")
+    if profile == "local":
         assert f"{CATALOG}.catalog-impl" not in opts
 
 
-JOB_PARAMS = [pytest.param(p, id=p.name) for p in JOB_FILES] or [
-    pytest.param(None, id="none", marks=pytest.mark.skip(reason="jobs/ holds no .py files yet"))
-]
+JOB_PARAMS = [pytest.param(p, id=p.name) for p in JOB_FILES]
 
 
 @pytest.mark.parametrize("path", JOB_PARAMS)

@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 from cdf_pipeline.contracts import Entity
 from cdf_pipeline.ingest.files import RawFile
 from cdf_pipeline.quality.normalise import Drift, detect_drift, normalise
+from cdf_pipeline.storage import spark_uri
 from cdf_pipeline.telemetry import stage
 
 
@@ -26,9 +27,9 @@ def read_raw(spark: SparkSession, raw: RawFile) -> DataFrame:
             .option("escape", '"')
             .option("mode", "PERMISSIVE")
             .option("inferSchema", False)
-            .csv(raw.path)
+            .csv(spark_uri(raw.path))
         )
-    return spark.read.parquet(raw.path)
+    return spark.read.parquet(spark_uri(raw.path))
 
 
 def file_drift(spark: SparkSession, entity: Entity, raw: RawFile) -> Drift:

@@ -9,12 +9,16 @@ deletes until compaction (``rewrite_data_files``) folds them in. See docs/archit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
 
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
 from cdf_pipeline.tenants import validate_tenant_id
+
+if TYPE_CHECKING:
+    from cdf_pipeline.config import Settings
 
 REASONS_SQL = "array<struct<rule:string,column:string,value:string>>"
 
@@ -86,25 +90,40 @@ FILES_COLUMNS = """`tenant_id` string,
   `note` string"""
 
 
+NAMESPACES = ("silver", "quarantine", "ops")
+
+
 @dataclass(frozen=True)
 class TableNames:
-    """Fully qualified names of every table, for one catalog."""
+    """Fully qualified names of every table, for one catalog.
+
+    ``prefix`` goes before each namespace (``cdf_prod_`` gives ``cdf_prod_silver.suppliers``), so
+    two deployments can share one catalog; a Glue database is one namespace.
+    """
 
     catalog: str
+    prefix: str = ""
+
+    @classmethod
+    def of(cls, settings: Settings) -> TableNames:
+        return cls(settings.catalog.name, settings.catalog.namespace_prefix)
+
+    def namespace(self, ns: str) -> str:
+        return f"{self.catalog}.{self.prefix}{ns}"
 
     def silver(self, entity: Entity | str) -> str:
-        return f"{self.catalog}.silver.{_name(entity)}"
+        return f"{self.namespace('silver')}.{_name(entity)}"
 
     def quarantine(self, entity: Entity | str) -> str:
-        return f"{self.catalog}.quarantine.{_name(entity)}"
+        return f"{self.namespace('quarantine')}.{_name(entity)}"
 
     @property
     def runs(self) -> str:
-        return f"{self.catalog}.ops.runs"
+        return f"{self.namespace('ops')}.runs"
 
     @property
     def ingested_files(self) -> str:
-        return f"{self.catalog}.ops.ingested_files"
+        return f"{self.namespace('ops')}.ingested_files"
 
 
 def _name(entity: Entity | str) -> str:
@@ -117,10 +136,7 @@ def _props(props: dict[str, str]) -> str:
 
 def table_ddl(names: TableNames) -> list[str]:
     """Every ``CREATE ... IF NOT EXISTS`` statement, in creation order."""
-    stmts = [
-        f"CREATE NAMESPACE IF NOT EXISTS {names.catalog}.{ns}"
-        for ns in ("silver", "quarantine", "ops")
-    ]
+    stmts = [f"CREATE NAMESPACE IF NOT EXISTS {names.namespace(ns)}" for ns in NAMESPACES]
     for e in ENTITIES.values():
         stmts.append(
             f"CREATE TABLE IF NOT EXISTS {names.silver(e)} (\n  {iceberg_columns_sql(e)}\n)\n"

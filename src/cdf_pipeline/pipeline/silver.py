@@ -9,11 +9,9 @@ again ends in the same silver and quarantine state as one clean run.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -28,6 +26,7 @@ from cdf_pipeline.pipeline import summary as S
 from cdf_pipeline.pipeline.audits import parent_keys, run_audits
 from cdf_pipeline.pipeline.stage import StagedEntity, stage_entity
 from cdf_pipeline.quality.normalise import detect_drift
+from cdf_pipeline.storage import canonical, storage_for
 from cdf_pipeline.telemetry import (
     current_trace_id,
     record_entity,
@@ -49,7 +48,8 @@ def _select_new_files(
     spark: SparkSession, names: TableNames, settings: Settings, tenant: str
 ) -> tuple[dict[str, list[RawFile]], list[RawFile], int, bool]:
     """(good new files per entity, unreadable files, skipped count, tenant has any raw files)."""
-    found = discover(settings.raw_uri, tenant)
+    storage = storage_for(settings)
+    found = discover(storage, settings.raw_uri, tenant)
     any_files = any(found.values())
     done = ops.ingested_hashes(spark, names, tenant) if any_files else set()
     new: dict[str, list[RawFile]] = {name: [] for name in ENTITIES}
@@ -58,7 +58,7 @@ def _select_new_files(
     seen: set[str] = set()
     for name, paths in found.items():
         for path in paths:
-            raw = inspect_file(name, path)
+            raw = inspect_file(storage, name, path)
             if raw.sha256 in done or raw.sha256 in seen:
                 skipped += 1
                 continue
@@ -104,7 +104,7 @@ def run_tenant(
     tenant = validate_tenant_id(tenant)
     now = now or datetime.now(timezone.utc)
     started = time.monotonic()
-    names = TableNames(settings.catalog.name)
+    names = TableNames.of(settings)
     run = S.RunSummary(tenant=tenant, run_id=new_run_id(now), status=S.FAILED)
     root_attrs = {
         "pipeline.name": "cdf.silver",
@@ -309,7 +309,7 @@ def _file_row(tenant: str, run_id: str, now: datetime, f: S.FileResult) -> dict[
     return {
         "tenant_id": tenant,
         "entity": f.entity,
-        "file": os.path.relpath(f.file) if not f.file.startswith("/") else str(Path(f.file)),
+        "file": canonical(f.file),
         "sha256": f.sha256,
         "rows": f.rows,
         "run_id": run_id,

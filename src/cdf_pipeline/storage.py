@@ -1,0 +1,277 @@
+"""The one file-I/O layer: local paths and S3 through ``pyarrow.fs``, configured once.
+
+Everything that lists, hashes, reads footers of, copies or writes files (raw discovery, the
+generator's sink, labels) goes through :class:`Storage`, so the rest of the code never branches on
+a URI's scheme and one S3 client configuration serves the whole job. Spark reads the same files
+through Hadoop's S3A (:func:`spark_uri`), configured from the same :class:`S3Config`.
+
+S3 endpoint, region and path-style come from the profile and from the standard AWS variables
+(``AWS_ENDPOINT_URL_S3`` > ``AWS_ENDPOINT_URL`` > profile; ``AWS_REGION`` > ``AWS_DEFAULT_REGION``
+> profile). Credentials are never configured here: pyarrow's AWS SDK takes them from the default
+chain (environment, ``AWS_PROFILE``, SSO, instance role).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pyarrow.fs as pafs
+
+from cdf_pipeline.exceptions import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from cdf_pipeline.config import Settings
+
+S3_SCHEMES = ("s3://", "s3a://")
+_CHUNK = 1 << 20
+#: Seconds before an unreachable S3 endpoint is reported (pyarrow's default waits minutes).
+_CONNECT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """How every component (pyarrow, boto3, S3A, S3FileIO, Glue) reaches S3."""
+
+    endpoint: str | None = None
+    region: str | None = None
+    path_style: bool = False
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        endpoint: str | None = None,
+        region: str | None = None,
+        path_style: bool | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> S3Config:
+        """The profile's values under the standard AWS variables.
+
+        A custom endpoint (moto, MinIO) defaults to path-style addressing, which such servers
+        need; AWS itself defaults to virtual-hosted style.
+        """
+        env = os.environ if environ is None else environ
+        endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or endpoint
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or region
+        if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"S3 endpoint {endpoint!r} must be an http:// or https:// URL (from "
+                "AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or storage.s3_endpoint_url)"
+            )
+        style = bool(endpoint) if path_style is None else path_style
+        return cls(endpoint=endpoint or None, region=region or None, path_style=style)
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith(S3_SCHEMES)
+
+
+def spark_uri(uri: str) -> str:
+    """The URI Spark reads a file by: S3 through Hadoop's S3A connector, local paths as they are."""
+    if uri.startswith("s3://"):
+        return "s3a://" + uri[len("s3://") :]
+    return uri
+
+
+def canonical(uri: str) -> str:
+    """One spelling per location: ``s3://bucket/key`` or an absolute local path."""
+    if uri.startswith("s3a://"):
+        return "s3://" + uri[len("s3a://") :]
+    if is_s3(uri):
+        return uri.rstrip("/") if uri.count("/") > 3 else uri
+    return str(Path(uri).resolve())
+
+
+def join(uri: str, *parts: str) -> str:
+    """``uri/part/part`` for local paths and S3 URIs alike."""
+    return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def basename(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def bucket_of(uri: str) -> str:
+    return uri.split("://", 1)[1].split("/", 1)[0]
+
+
+class Storage:
+    """File operations on local paths and ``s3://`` URIs, with one S3 configuration."""
+
+    def __init__(self, s3: S3Config | None = None) -> None:
+        self.s3 = s3 or S3Config.resolve()
+        self._s3fs: pafs.S3FileSystem | None = None
+        self._local = pafs.LocalFileSystem()
+
+    # --- resolution -------------------------------------------------------------------------
+
+    def _s3(self) -> pafs.S3FileSystem:
+        if self._s3fs is None:
+            kw: dict[str, Any] = {
+                "connect_timeout": _CONNECT_TIMEOUT_S,
+                "request_timeout": 60.0,
+                "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2),
+            }
+            if self.s3.region:
+                kw["region"] = self.s3.region
+            if self.s3.endpoint:
+                parts = urlsplit(self.s3.endpoint)
+                kw["endpoint_override"] = parts.netloc
+                kw["scheme"] = parts.scheme
+            # pyarrow addresses buckets by path on a custom endpoint unless told otherwise.
+            kw["force_virtual_addressing"] = bool(self.s3.endpoint) and not self.s3.path_style
+            self._s3fs = pafs.S3FileSystem(**kw)
+        return self._s3fs
+
+    def fs(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        """The filesystem holding ``uri`` and the path within it."""
+        if is_s3(uri):
+            if not bucket_of(uri):
+                raise InputError(f"invalid S3 URI {uri!r}: expected s3://bucket/prefix")
+            return self._s3(), uri.split("://", 1)[1]
+        return self._local, str(Path(uri).resolve())
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def list_files(self, uri: str, suffixes: tuple[str, ...]) -> list[str]:
+        """Every file below ``uri`` with one of ``suffixes``, as URIs sorted by path.
+
+        A missing folder or prefix has no files. Links are not followed out of the tree: a local
+        file is listed only if its real path stays below ``uri``.
+        """
+        fs, path = self.fs(uri)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        except OSError as exc:
+            raise InputError(f"cannot list {uri}: {_first_line(exc)}") from exc
+        scheme = "s3://" if is_s3(uri) else ""
+        found = [
+            scheme + i.path
+            for i in infos
+            if i.type == pafs.FileType.File and i.path.endswith(suffixes)
+        ]
+        if not scheme:
+            real_root = Path(path).resolve()
+            found = [f for f in found if Path(f).resolve().is_relative_to(real_root)]
+        return sorted(found)
+
+    @contextmanager
+    def open(self, uri: str) -> Iterator[IO[bytes]]:
+        """A binary input stream (sequential) of ``uri``."""
+        fs, path = self.fs(uri)
+        with fs.open_input_stream(path) as stream:
+            yield stream
+
+    def open_random(self, uri: str) -> Any:
+        """A seekable input file (Parquet footers)."""
+        fs, path = self.fs(uri)
+        return fs.open_input_file(path)
+
+    def sha256(self, uri: str) -> str:
+        """SHA-256 of the file's bytes, streamed."""
+        digest = hashlib.sha256()
+        with self.open(uri) as stream:
+            while block := stream.read(_CHUNK):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def exists(self, uri: str) -> bool:
+        fs, path = self.fs(uri)
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    # --- writing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def staged_file(self, uri_dir: str, suffix: str) -> Iterator[Path]:
+        """A local temporary file to write before :meth:`put` moves it under ``uri_dir``.
+
+        Local destinations stage in the destination folder (so the final move is a rename);
+        S3 destinations stage in the system's temporary folder.
+        """
+        if is_s3(uri_dir):
+            folder = Path(tempfile.mkdtemp(prefix="cdf-stage-"))
+        else:
+            folder = Path(uri_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".tmp-{uuid.uuid4().hex}{suffix}"
+        try:
+            yield tmp
+        finally:
+            tmp.unlink(missing_ok=True)
+            if is_s3(uri_dir):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def put(self, local: Path, uri: str) -> str:
+        """Move a finished local file to ``uri`` (a rename locally, an upload to S3)."""
+        if not is_s3(uri):
+            os.replace(local, uri)
+            return uri
+        fs, path = self.fs(uri)
+        try:
+            pafs.copy_files(
+                str(local), path, source_filesystem=self._local, destination_filesystem=fs
+            )
+        except OSError as exc:
+            raise InputError(f"cannot write {uri}: {_first_line(exc)}") from exc
+        return uri
+
+    def check_writable(self, uri: str) -> None:
+        """Fail early, with one clear message, when files cannot be written under ``uri``."""
+        if is_s3(uri):
+            self.check_bucket(uri)
+            return
+        root = Path(uri)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".cdf-write-probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise InputError(
+                f"cannot write to {uri}: {exc.strerror or exc}; choose another --root"
+            ) from exc
+
+    def check_bucket(self, uri: str) -> None:
+        """The bucket of ``uri`` exists and answers with these credentials."""
+        bucket = bucket_of(uri)
+        where = self.s3.endpoint or "AWS S3"
+        try:
+            info = self._s3().get_file_info(bucket)
+        except OSError as exc:
+            raise InputError(
+                f"cannot reach bucket {bucket!r} at {where}: {_first_line(exc)}; check the "
+                "endpoint (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL), the region and the "
+                "credentials (AWS default chain)"
+            ) from exc
+        if info.type == pafs.FileType.NotFound:
+            raise InputError(
+                f"bucket {bucket!r} does not exist at {where}; create it or fix the root {uri}"
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def s3_config(settings: Settings) -> S3Config:
+    """The S3 configuration of ``settings`` under the standard AWS variables."""
+    st = settings.storage
+    return S3Config.resolve(
+        endpoint=st.s3_endpoint_url, region=st.s3_region, path_style=st.s3_path_style
+    )
+
+
+def storage_for(settings: Settings) -> Storage:
+    """The storage layer of one job (one S3 client configuration for all of it)."""
+    return Storage(s3_config(settings))

@@ -1,0 +1,1 @@
+"""Throwaway servers that the test suite starts itself (CI runs no services)."""

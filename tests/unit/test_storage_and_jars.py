@@ -1,0 +1,149 @@
+"""The storage layer on local files, S3 settings resolution, and which jars each profile needs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from cdf_pipeline import jars
+from cdf_pipeline.config import load_settings
+from cdf_pipeline.exceptions import ConfigError
+from cdf_pipeline.spark import check_master, needed_jars, session_options
+from cdf_pipeline.storage import S3Config, Storage, canonical, spark_uri
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def _settings(profile: str, environ: dict[str, str] | None = None, **overrides: object):  # type: ignore[no-untyped-def]
+    return load_settings(profile, conf_dir=CONF, environ=environ or {}, overrides=overrides)
+
+
+def test_endpoint_and_region_come_from_the_standard_aws_variables_first() -> None:
+    profile = {"endpoint": "http://minio:9000", "region": "eu-west-1"}
+    assert S3Config.resolve(**profile, environ={}) == S3Config(
+        "http://minio:9000", "eu-west-1", path_style=True
+    )
+    env = {"AWS_ENDPOINT_URL": "http://general:1", "AWS_DEFAULT_REGION": "us-west-2"}
+    assert S3Config.resolve(**profile, environ=env).endpoint == "http://general:1"
+    env |= {"AWS_ENDPOINT_URL_S3": "http://s3-only:2", "AWS_REGION": "ap-south-1"}
+    resolved = S3Config.resolve(**profile, environ=env)
+    assert (resolved.endpoint, resolved.region) == ("http://s3-only:2", "ap-south-1")
+    # AWS itself: virtual-hosted addressing unless asked otherwise.
+    assert S3Config.resolve(environ={}) == S3Config(None, None, path_style=False)
+    with pytest.raises(ConfigError, match="must be an http"):
+        S3Config.resolve(endpoint="minio:9000", environ={})
+
+
+def test_local_profile_needs_only_the_iceberg_runtime(tmp_path: Path) -> None:
+    local = needed_jars(_settings("local", root=str(tmp_path)))
+    assert local == [jars.ICEBERG_RUNTIME]
+    aws = needed_jars(_settings("aws"))
+    assert set(aws) == {jars.ICEBERG_RUNTIME, jars.ICEBERG_AWS, jars.HADOOP_AWS}
+    docker = needed_jars(_settings("docker"))
+    assert set(docker) == {jars.ICEBERG_RUNTIME, jars.ICEBERG_AWS, jars.HADOOP_AWS}
+    jdbc_local = needed_jars(_settings("jdbc", root=str(tmp_path)))
+    assert jdbc_local == [jars.ICEBERG_RUNTIME, jars.POSTGRES_JDBC]
+    jdbc_s3 = needed_jars(_settings("jdbc", root="s3://bucket/lake"))
+    assert set(jdbc_s3) == set(jdbc_local) | {jars.ICEBERG_AWS, jars.HADOOP_AWS}
+
+
+def test_every_component_gets_the_endpoint_and_no_credential() -> None:
+    env = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+        "AWS_REGION": "eu-central-1",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+    }
+    settings = _settings("aws", environ=env, root="s3://bucket/prefix")
+    old = dict(os.environ)
+    os.environ.update(env)  # the S3 settings are resolved from the process environment
+    try:
+        opts = session_options(settings)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    cat = "spark.sql.catalog.cdf"
+    assert opts["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:5000"
+    assert opts["spark.hadoop.fs.s3a.endpoint.region"] == "eu-central-1"
+    assert opts["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert opts[f"{cat}.s3.endpoint"] == "http://127.0.0.1:5000"
+    assert opts[f"{cat}.glue.endpoint"] == "http://127.0.0.1:5000"
+    assert opts[f"{cat}.client.region"] == "eu-central-1"
+    assert opts[f"{cat}.warehouse"] == "s3://bucket/prefix/warehouse"
+    dump = repr(opts)
+    assert SECRET not in dump and "AKIAEXAMPLE" not in dump
+
+
+@pytest.mark.parametrize("master", ["garbage", "local[two]", "local[2", ""])
+def test_a_malformed_master_is_a_config_error(master: str) -> None:
+    with pytest.raises(ConfigError, match="not a Spark master URL"):
+        check_master(master)
+
+
+@pytest.mark.parametrize("master", ["local", "local[2]", "local[*]", "yarn", "spark://h:7077"])
+def test_valid_masters_pass(master: str) -> None:
+    check_master(master)
+
+
+def test_jars_dir_serves_air_gapped_machines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(jars.JARS_DIR_ENV, str(tmp_path))
+    with pytest.raises(ConfigError, match=r"lacks org\.apache\.iceberg:iceberg-aws-bundle"):
+        jars.resolve([jars.ICEBERG_AWS])
+    (tmp_path / jars.ICEBERG_AWS.file_name).write_bytes(b"PK")
+    assert jars.resolve([jars.ICEBERG_AWS]) == [tmp_path / jars.ICEBERG_AWS.file_name]
+
+
+def test_an_unresolvable_jar_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(jars.IVY_DIR_ENV, str(tmp_path / "ivy"))
+    bogus = jars.Jar("org.example.nothere", "no-such-artifact", "0.0.1", "test")
+    with pytest.raises(ConfigError) as err:
+        jars.resolve([bogus])
+    message = str(err.value)
+    assert "org.example.nothere:no-such-artifact:0.0.1" in message
+    assert "not found" in message and "CDF_JARS_DIR" in message
+    assert "\n" not in message
+
+
+def test_storage_lists_hashes_and_moves_local_files(tmp_path: Path) -> None:
+    storage = Storage(S3Config())
+    root = tmp_path / "raw"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "one.parquet").write_bytes(b"one")
+    (root / "a" / "two.csv").write_bytes(b"two")
+    (root / "a" / "skip.txt").write_bytes(b"x")
+    listed = storage.list_files(str(root), (".parquet", ".csv"))
+    assert listed == [str(root / "a" / "b" / "one.parquet"), str(root / "a" / "two.csv")]
+    assert storage.list_files(str(tmp_path / "missing"), (".csv",)) == []
+    assert storage.sha256(listed[0]) == hashlib.sha256(b"one").hexdigest()
+    with storage.staged_file(str(root / "c"), ".csv") as tmp:
+        tmp.write_bytes(b"three")
+        storage.put(tmp, str(root / "c" / "three.csv"))
+    assert (root / "c" / "three.csv").read_bytes() == b"three"
+    assert [p.name for p in (root / "c").iterdir()] == ["three.csv"]
+
+
+def test_links_that_leave_the_root_are_not_listed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.csv").write_text("a\n1\n")
+    root = tmp_path / "raw"
+    root.mkdir()
+    (root / "inside.csv").write_text("a\n1\n")
+    (root / "escape.csv").symlink_to(outside / "secret.csv")
+    assert Storage(S3Config()).list_files(str(root), (".csv",)) == [str(root / "inside.csv")]
+
+
+def test_uris_have_one_spelling() -> None:
+    assert spark_uri("s3://b/k/f.parquet") == "s3a://b/k/f.parquet"
+    assert spark_uri("/data/f.parquet") == "/data/f.parquet"
+    assert canonical("s3a://b/k/f.parquet") == "s3://b/k/f.parquet"
+    assert canonical("relative/f.csv") == str(Path("relative/f.csv").resolve())
