@@ -66,9 +66,13 @@ def run_silver(settings: Settings, tenant: str) -> RunSummary:
     One span covers both, so the trace of a tenant run includes the Spark start-up.
     """
     from cdf_pipeline.pipeline.silver import run_tenant
+    from cdf_pipeline.preflight import check_run
     from cdf_pipeline.spark import build_session
+    from cdf_pipeline.storage import storage_for
 
     with telemetry.stage("cdf.run", **{telemetry.TENANT: tenant}) as span:
+        with telemetry.stage("preflight"):
+            check_run(settings, storage_for(settings))
         with telemetry.stage("spark_session"):
             spark = build_session(settings, app_name=f"cdf-silver-{tenant}")
         summary = run_tenant(spark, settings, tenant)

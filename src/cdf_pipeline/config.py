@@ -10,6 +10,7 @@ Credentials never live here: they come from the environment or the AWS default c
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,19 @@ from cdf_pipeline.tenants import validate_tenant_id
 
 PROFILES = ("local", "docker", "aws", "jdbc")
 ENV_PREFIX = "CDF__"
+
+
+_URI_SECRET = re.compile(r"//[^/@]*:[^/@]*@|[?&;](password|secret|token)=", re.IGNORECASE)
+
+
+def _no_credentials(value: str | None) -> str | None:
+    """Credentials never live in configuration; a URI that carries one is refused unprinted."""
+    if value and _URI_SECRET.search(value):
+        raise ValueError(
+            "the URI carries a credential (user:password@ or a password= parameter); remove it "
+            "and use PGUSER/PGPASSWORD, ~/.pgpass or the AWS default chain instead"
+        )
+    return value
 
 
 class _Section(BaseModel):
@@ -37,6 +51,8 @@ class CatalogSettings(_Section):
     #: Put before every namespace (``silver`` -> ``<prefix>silver``), so two deployments can
     #: share one catalog (a Glue account): Glue databases are flat and account-wide.
     namespace_prefix: str = Field("", pattern=r"^[a-z0-9_]*$")
+
+    _uri_ok = field_validator("uri", "warehouse")(_no_credentials)
     #: Extra catalog properties passed as ``spark.sql.catalog.<name>.<key>`` (no secrets here).
     properties: dict[str, str] = Field(default_factory=dict)
 
@@ -105,6 +121,8 @@ class Settings(_Section):
     storage: StorageSettings = StorageSettings()
     quality: QualitySettings = QualitySettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+
+    _root_ok = field_validator("root")(_no_credentials)
 
     @field_validator("tenant")
     @classmethod
@@ -186,6 +204,8 @@ def _explain(exc: ValidationError, sources: list[str]) -> str:
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown key '{key}' (remove it or check its spelling)")
+        elif "credential" in err["msg"]:  # never echo a value that holds a secret
+            lines.append(f"key '{key}': {err['msg']}")
         else:
             lines.append(f"key '{key}': {err['msg']} (got {err.get('input')!r})")
     where = ", ".join(sources)

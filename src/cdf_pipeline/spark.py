@@ -94,6 +94,17 @@ def s3_file_io_options(s3: S3Config, environ: dict[str, str] | None = None) -> d
     return opts
 
 
+def jdbc_login_options(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The JDBC catalog's login from the libpq variables (``PGUSER``, ``PGPASSWORD``).
+
+    The PostgreSQL driver reads ``~/.pgpass`` (or ``PGPASSFILE``) by itself but not these two.
+    Spark redacts ``password`` keys wherever it shows its configuration.
+    """
+    env = os.environ if environ is None else environ
+    login = {"jdbc.user": env.get("PGUSER", ""), "jdbc.password": env.get("PGPASSWORD", "")}
+    return {k: v for k, v in login.items() if v}
+
+
 def jar_options(settings: Settings) -> dict[str, str]:
     """``spark.jars``: local files for the jars this profile needs (resolved once, then cached)."""
     return {"spark.jars": ",".join(str(p) for p in jars.resolve(needed_jars(settings)))}
@@ -117,6 +128,8 @@ def catalog_options(settings: Settings) -> dict[str, str]:
     if tables_on_s3(settings):
         for key, value in s3_file_io_options(s3_config(settings)).items():
             opts[f"{prefix}.{key}"] = value
+    if cat.type == "jdbc":
+        opts.update({f"{prefix}.{k}": v for k, v in jdbc_login_options().items()})
     for key, value in cat.properties.items():
         opts[f"{prefix}.{key}"] = value
     return opts

@@ -1,0 +1,116 @@
+"""Checks that run before Spark starts, so bad configuration fails in one line and touches nothing.
+
+Each check reaches what the run will need (the root, the buckets, the catalog service) and turns
+a failure into a :class:`ConfigError` that says what, where and how to fix it. The CLI maps that to
+exit code 2, which a scheduler can tell apart from bad data (1). No table is created or touched
+before these pass, and no message carries a credential: only endpoints, buckets and names.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+from cdf_pipeline.config import Settings
+from cdf_pipeline.exceptions import ConfigError, InputError
+from cdf_pipeline.storage import Storage, is_s3
+
+_TIMEOUT_S = 5.0
+
+
+def check_run(settings: Settings, storage: Storage) -> None:
+    """Everything a silver run needs, reachable and usable.
+
+    Raises:
+        ConfigError: naming the location or service at fault and how to fix it.
+    """
+    locations = {"raw": settings.raw_uri, "warehouse": settings.warehouse_uri}
+    for what, uri in locations.items():
+        try:
+            if is_s3(uri):
+                storage.check_bucket(uri)
+            elif what == "warehouse":
+                storage.check_writable(uri)
+        except InputError as exc:
+            raise ConfigError(f"{what} location: {exc}") from None
+    _check_catalog(settings, storage)
+
+
+def _check_catalog(settings: Settings, storage: Storage) -> None:
+    cat = settings.catalog
+    if cat.type == "rest":
+        _check_http(f"{(cat.uri or '').rstrip('/')}/v1/config", "the REST catalog", "catalog.uri")
+    elif cat.type == "jdbc":
+        _check_jdbc_server(cat.uri or "")
+    elif cat.type == "glue":
+        _check_glue(settings, storage)
+
+
+def _check_http(url: str, what: str, key: str) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:  # the service answers; auth or path problems show up in the run
+            return
+        reason = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+    raise ConfigError(f"cannot reach {what} at {url} ({reason}); check {key} and that it runs")
+
+
+def _check_jdbc_server(uri: str) -> None:
+    """The database server answers on its port (the login is checked by the driver)."""
+    if not uri.startswith("jdbc:"):
+        raise ConfigError(f"catalog.uri {uri!r} is not a JDBC URL (jdbc:postgresql://host/db)")
+    parts = urlsplit(uri[len("jdbc:") :])
+    if parts.scheme == "sqlite" or not parts.hostname:
+        return
+    port = parts.port or (5432 if parts.scheme == "postgresql" else 0)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=_TIMEOUT_S):
+            return
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the JDBC catalog's database at {parts.hostname}:{port} "
+            f"({exc.strerror or exc}); check catalog.uri (CDF__CATALOG__URI) and that it runs"
+        ) from None
+
+
+def _check_glue(settings: Settings, storage: Storage) -> None:
+    """Glue answers with these credentials and allows reading databases."""
+    import boto3
+    import botocore.exceptions as bex
+    from botocore.config import Config
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_GLUE") or os.environ.get("AWS_ENDPOINT_URL")
+    config = Config(connect_timeout=_TIMEOUT_S, read_timeout=30, retries={"max_attempts": 2})
+    where = endpoint or "AWS Glue"
+    try:
+        glue = boto3.client(
+            "glue", region_name=storage.s3.region, endpoint_url=endpoint, config=config
+        )
+        glue.get_databases(MaxResults=1)
+    except bex.NoCredentialsError:
+        raise ConfigError(
+            "no AWS credentials found for Glue: configure the AWS default chain (AWS_PROFILE, "
+            "SSO, an instance or EMR role, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+        ) from None
+    except bex.NoRegionError:
+        raise ConfigError(
+            "no AWS region for Glue: set AWS_REGION or storage.s3_region in the profile"
+        ) from None
+    except bex.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise ConfigError(
+            f"Glue at {where} refused GetDatabases ({code}); the job needs glue:GetDatabase(s), "
+            "CreateDatabase, GetTable(s), CreateTable and UpdateTable (docs/deploy-aws.md)"
+        ) from None
+    except (bex.EndpointConnectionError, bex.ConnectTimeoutError) as exc:
+        raise ConfigError(
+            f"cannot reach Glue at {where} ({type(exc).__name__}); check AWS_ENDPOINT_URL_GLUE / "
+            "AWS_ENDPOINT_URL and the network"
+        ) from None
