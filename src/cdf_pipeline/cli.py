@@ -69,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # py4j logs every gateway call at DEBUG and its shutdown at INFO (after the --json line,
     # which must stay last on stdout: spark-submit merges the driver's stderr into stdout).
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    # boto3 announces where it found credentials on every client: noise for a CLI user.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     traced = _start_telemetry(args)
     try:
         return int(args.func(args))

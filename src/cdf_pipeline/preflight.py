@@ -104,7 +104,9 @@ def _check_glue(settings: Settings, storage: Storage) -> None:
             "no AWS region for Glue: set AWS_REGION or storage.s3_region in the profile"
         ) from None
     except bex.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
+        code = str(exc.response.get("Error", {}).get("Code", "error"))
+        if code.isdigit():  # some endpoints answer with a bare status
+            code = "AccessDenied" if code == "403" else f"HTTP {code}"
         raise ConfigError(
             f"Glue at {where} refused GetDatabases ({code}); the job needs glue:GetDatabase(s), "
             "CreateDatabase, GetTable(s), CreateTable and UpdateTable (docs/deploy-aws.md)"

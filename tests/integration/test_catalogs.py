@@ -50,6 +50,8 @@ def cdf(dep: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
         SPARK_LOCAL_IP="127.0.0.1",
+        OTEL_TRACES_EXPORTER="none",  # the aws and docker profiles export to a local collector
+        OTEL_METRICS_EXPORTER="none",
         CDF__SPARK__MASTER="local[2]",
         CDF__SPARK__SHUFFLE_PARTITIONS="2",
         CDF__SPARK__DRIVER_MEMORY="1g",

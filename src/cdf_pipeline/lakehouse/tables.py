@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
+from cdf_pipeline.exceptions import ConfigError
 from cdf_pipeline.tenants import validate_tenant_id
 
 if TYPE_CHECKING:
@@ -162,9 +163,35 @@ def table_ddl(names: TableNames) -> list[str]:
 
 
 def ensure_tables(spark: SparkSession, names: TableNames) -> None:
-    """Create every namespace and table that does not exist yet (safe to call on every run)."""
+    """Create every namespace and table that does not exist yet (safe to call on every run).
+
+    Raises:
+        ConfigError: the catalog refused (a wrong password, a missing permission): the first
+            contact with the catalog is where a bad login shows, and it is not bad data.
+    """
     for stmt in table_ddl(names):
-        spark.sql(stmt)
+        try:
+            spark.sql(stmt)
+        except Exception as exc:  # py4j and pyspark wrappers of the catalog's Java exception
+            raise ConfigError(
+                f"catalog {names.catalog!r} refused {stmt.split('(')[0].strip()!r}: "
+                f"{java_root_cause(exc)}; check the catalog settings and credentials"
+            ) from exc
+
+
+def java_root_cause(exc: BaseException) -> str:
+    """The innermost Java exception's class and message (one line), else the Python message."""
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_java_exception", None)
+    if java is not None:
+        try:
+            while java.getCause() is not None:
+                java = java.getCause()
+            text = f"{java.getClass().getSimpleName()}: {java.getMessage()}"
+            return text.splitlines()[0]
+        except Exception:  # the gateway may be gone; fall back to the Python text
+            pass
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def tenant_rows(spark: SparkSession, table: str, tenant: str) -> int:
