@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@echo "resolving the Spark jars from Maven Central (once; cached in ~/.ivy2)"
+	$(BIN)/cdf jars --all --resolve >/dev/null
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project with its dev tools

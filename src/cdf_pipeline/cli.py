@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cdf_pipeline import cli_contracts
+    from cdf_pipeline import cli_contracts, cli_jars
     from generator import cli as generator_cli
 
     parser = _Parser(
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     subs.required = True
     generator_cli.register(subs)
     cli_contracts.register(subs)
+    cli_jars.register(subs)
     _register_optional(subs)
     return parser
 
