@@ -135,8 +135,13 @@ def catalog_options(settings: Settings) -> dict[str, str]:
     return opts
 
 
-def session_options(settings: Settings, app_name: str | None = None) -> dict[str, str]:
-    """Every option the session is built with (inspectable without starting a JVM)."""
+def session_options(
+    settings: Settings, app_name: str | None = None, *, with_jars: bool = True
+) -> dict[str, str]:
+    """Every option the session is built with (inspectable without starting a JVM).
+
+    ``with_jars=False`` leaves out ``spark.jars``, for a JVM that already has the classes.
+    """
     opts = {
         "spark.app.name": app_name or settings.spark.app_name,
         "spark.master": settings.spark.master,
@@ -158,7 +163,8 @@ def session_options(settings: Settings, app_name: str | None = None) -> dict[str
         # Applies to JVMs PySpark launches (not to one spark-submit already started).
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={_LOG4J2_CONFIG.as_uri()}",
     }
-    opts.update(jar_options(settings))
+    if with_jars:
+        opts.update(jar_options(settings))
     opts.update(catalog_options(settings))
     if is_s3(settings.raw_uri):
         opts.update(s3a_options(s3_config(settings)))
@@ -171,15 +177,8 @@ def _running_under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def _load_jars_into_running_jvm(jar_list: str) -> None:
-    """Make the jars visible to a JVM that spark-submit already started.
-
-    Options set on the builder reach only JVMs that PySpark itself launches; under spark-submit the
-    driver classpath is fixed, so ``spark.jars`` alone would leave the Iceberg catalog class
-    missing. spark-submit's context class loader is a ``MutableURLClassLoader``: adding the jars'
-    URLs to it before the session exists lets the extensions and catalog load. When the job was
-    submitted with ``--packages`` or ``--jars`` the classes are there already and nothing is added.
-    """
+def _submitted_with_iceberg() -> bool:
+    """Under spark-submit: whether ``--packages`` / ``--jars`` already brought Iceberg in."""
     from pyspark import SparkContext
 
     SparkContext._ensure_initialized()
@@ -188,9 +187,24 @@ def _load_jars_into_running_jvm(jar_list: str) -> None:
     loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
     try:
         jvm.java.lang.Class.forName(_EXTENSIONS, False, loader)
-        return
     except Exception:  # py4j wraps ClassNotFoundException; any failure means "not loaded"
-        pass
+        return False
+    return True
+
+
+def _load_jars_into_running_jvm(jar_list: str) -> None:
+    """Make the jars visible to a JVM that spark-submit already started.
+
+    Options set on the builder reach only JVMs that PySpark itself launches; under spark-submit the
+    driver classpath is fixed, so ``spark.jars`` alone would leave the Iceberg catalog class
+    missing. spark-submit's context class loader is a ``MutableURLClassLoader``: adding the jars'
+    URLs to it before the session exists lets the extensions and catalog load.
+    """
+    from pyspark import SparkContext
+
+    jvm = SparkContext._jvm
+    assert jvm is not None
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
     if not hasattr(loader, "addURL"):  # pragma: no cover - depends on the launcher
         raise ConfigError(
             "Spark was started without the Iceberg runtime on its classpath; pass it explicitly: "
@@ -226,8 +240,11 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
     if settings.spark.master.startswith("local"):
         # A local session talks only to itself: bind to loopback, not the first interface found.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    options = session_options(settings, app_name)
-    if _running_under_spark_submit():
+    submitted = _running_under_spark_submit()
+    # Under spark-submit --packages/--jars the classes are there: resolve nothing ourselves.
+    preloaded = submitted and _submitted_with_iceberg()
+    options = session_options(settings, app_name, with_jars=not preloaded)
+    if submitted and not preloaded:
         _load_jars_into_running_jvm(options["spark.jars"])
     builder = SparkSession.builder
     for key, value in options.items():

@@ -154,3 +154,23 @@ def _ops_runs(root: Path) -> list[dict[str, Any]]:
     version = (metadata / "version-hint.text").read_text().strip()
     table = StaticTable.from_metadata(str(metadata / f"v{version}.metadata.json"))
     return table.scan(selected_fields=("run_id", "trace_id", "status")).to_arrow().to_pylist()
+
+
+@pytest.mark.slow
+def test_spark_submit_with_packages_uses_the_cluster_jars(tmp_path: Path) -> None:
+    """A cluster launch brings the jars itself (``--packages "$(cdf jars)"``): the job uses them
+    and resolves nothing (an empty CDF_JARS_DIR would fail any resolution of its own)."""
+    from cdf_pipeline import jars
+
+    generate(["pkgs"], 300, 300, seed=5, root_uri=str(tmp_path / "lake"))
+    coordinates = _run([str(BIN / "cdf"), "jars"]).stdout.strip()
+    assert coordinates == jars.ICEBERG_RUNTIME.coordinate
+    empty = tmp_path / "no-jars"
+    empty.mkdir()
+    proc = _run(
+        [str(BIN / "spark-submit"), "--packages", coordinates, str(REPO / "jobs" / "silver_job.py"),
+         "--tenant", "pkgs", "--root", str(tmp_path / "lake"), "--json"],
+        {jars.JARS_DIR_ENV: str(empty)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert _summary(proc)["status"] == S.SUCCEEDED
