@@ -17,7 +17,8 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from cdf_pipeline.config import Settings, default_conf_dir
-from cdf_pipeline.contracts import ENTITIES, PARTS, RULE_SET_VERSION, SUPPLIERS, Entity
+from cdf_pipeline.contracts import ENTITIES, RULE_SET_VERSION, Entity
+from cdf_pipeline.contracts.order import dependency_order
 from cdf_pipeline.exceptions import CdfError
 from cdf_pipeline.ingest.files import RawFile, discover, inspect_file, tenant_raw_dir
 from cdf_pipeline.lakehouse import merge, ops, quarantine
@@ -126,18 +127,19 @@ def run_tenant(
         run.snapshots_before = _snapshots(spark, names)
         staged: dict[str, StagedEntity] = {}
         try:
-            # Suppliers first: parts are checked against them (silver's plus this run's).
-            staged[SUPPLIERS.name] = _stage_traced(
-                spark, settings, names, SUPPLIERS, new, run, now, parent_keys=None
-            )
-            keys, small = parent_keys(
-                spark, names, staged[SUPPLIERS.name], tenant,
-                settings.spark.broadcast_max_parent_keys,
-            )  # fmt: skip
-            staged[PARTS.name] = _stage_traced(
-                spark, settings, names, PARTS, new, run, now, parent_keys=keys,
-                broadcast_parents=small,
-            )  # fmt: skip
+            # Parents first: each child is checked against its parents' keys as they will be
+            # once this run is published (silver's plus this run's).
+            for entity in dependency_order(ENTITIES):
+                keys, small = None, False
+                if entity.foreign_keys:
+                    keys, small = parent_keys(
+                        spark, names, entity, staged, tenant,
+                        settings.spark.broadcast_max_parent_keys,
+                    )  # fmt: skip
+                staged[entity.name] = _stage_traced(
+                    spark, settings, names, entity, new, run, now, parent_keys=keys,
+                    broadcast_parents=small,
+                )  # fmt: skip
             run.entities = {name: s.counts for name, s in staged.items()}
             with stage("audits", **{"cdf.tenant": tenant}):
                 run.audits = run_audits(spark, settings, names, staged, tenant)

@@ -247,25 +247,25 @@ def stage_entity(
                 batch_valid_keys = batch.where(F.size(VIOLATIONS) == 0).select(entity.primary_key)
                 promoted = promoted.join(batch_valid_keys, entity.primary_key, "left_anti")
 
-    valid_parts: list[DataFrame] = []
+    valid_frames: list[DataFrame] = []
     rejected = None
     if batch is not None:
-        valid_parts.append(
+        valid_frames.append(
             batch.where((F.size(VIOLATIONS) == 0) & ~F.col(DROPPED)).select(
                 *entity.field_names, "_source_file", ROW_HASH
             )
         )
         rejected = rejected_rows.transform(quarantine_rows(entity, tenant, run_id, now))
     if promoted is not None:
-        valid_parts.append(
+        valid_frames.append(
             promoted.select(*entity.field_names, "_source_file", row_hash(entity).alias(ROW_HASH))
         )
 
     classified = None
     valid_keys = None
-    if valid_parts:
-        valid = valid_parts[0]
-        for extra in valid_parts[1:]:
+    if valid_frames:
+        valid = valid_frames[0]
+        for extra in valid_frames[1:]:
             valid = valid.unionByName(extra)
         if promoted is not None:
             counts.promoted = int(promoted.count())
