@@ -13,7 +13,7 @@ from typing import Any
 
 from cdf_pipeline import telemetry
 from cdf_pipeline.config import PROFILES, Settings, load_settings
-from cdf_pipeline.pipeline.summary import COUNT_KEYS, RunSummary
+from cdf_pipeline.run_record import COUNT_KEYS, RunSummary, format_summary
 
 logger = logging.getLogger(__name__)
 
@@ -80,30 +80,6 @@ def run_silver(settings: Settings, tenant: str) -> RunSummary:
             span, {telemetry.RUN_ID: summary.run_id, telemetry.STATE: summary.status}
         )
     return summary
-
-
-def format_summary(s: RunSummary) -> str:
-    """A short human-readable summary of one run."""
-    lines = [f"tenant {s.tenant}  run {s.run_id}  {s.status}  ({s.seconds:.1f} s)"]
-    if s.message:
-        lines.append(f"  {s.message}")
-    if s.entities:
-        labels = [k.replace("duplicates_", "dup.") for k in COUNT_KEYS]
-        lines.append(f"  {'entity':<10}" + "".join(f"{k:>12}" for k in labels))
-        for name, c in s.entities.items():
-            lines.append(f"  {name:<10}" + "".join(f"{v:>12,}" for v in c.as_map().values()))
-        lines.append(f"  pass rate {s.pass_rate:.2%}")
-        if s.violations:
-            lines.append(
-                "  quarantined by reason: "
-                + ", ".join(f"{k} {v:,}" for k, v in s.violations.items())
-            )
-    for f in s.files:
-        if f.error:
-            lines.append(f"  FAILED {f.file}: {f.error}")
-        if f.note:
-            lines.append(f"  DRIFT {f.file}: {f.note}")
-    return "\n".join(lines)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

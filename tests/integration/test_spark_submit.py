@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cdf_pipeline.pipeline import summary as S
+from cdf_pipeline import run_record as S
 from generator.api import generate
 
 REPO = Path(__file__).resolve().parents[2]

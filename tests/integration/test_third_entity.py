@@ -18,12 +18,12 @@ from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES, Entity, Field, ForeignKey, Format, Kind
 from cdf_pipeline.contracts.order import dependency_order
 from cdf_pipeline.contracts.schemas import arrow_schema
 from cdf_pipeline.lakehouse.tables import TableNames
-from cdf_pipeline.pipeline import summary as S
 from cdf_pipeline.pipeline.silver import run_tenant
 from generator.api import generate
 

@@ -19,9 +19,9 @@ from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
 from cdf_pipeline.pipeline.stage import StagedEntity
-from cdf_pipeline.pipeline.summary import Audit
 from cdf_pipeline.quality.foreign_keys import PARENT_KEY, missing_references, tagged_keys
 from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE
+from cdf_pipeline.run_record import Audit
 from cdf_pipeline.tenants import validate_tenant_id
 
 

@@ -27,7 +27,6 @@ from cdf_pipeline.ingest.read import read_normalised
 from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.quarantine import KEY, open_fk_only, quarantine_rows
 from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
-from cdf_pipeline.pipeline.summary import EntityCounts
 from cdf_pipeline.quality.dedupe import (
     DROPPED,
     repeated_keys,
@@ -45,6 +44,7 @@ from cdf_pipeline.quality.normalise import keep_original
 from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE, codes
 from cdf_pipeline.quality.rowhash import ROW_HASH, row_hash
 from cdf_pipeline.quality.rules import validate
+from cdf_pipeline.run_record import EntityCounts
 from cdf_pipeline.telemetry import stage
 
 logger = logging.getLogger(__name__)
