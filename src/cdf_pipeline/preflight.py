@@ -12,6 +12,7 @@ import os
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from cdf_pipeline.config import Settings
@@ -21,12 +22,19 @@ from cdf_pipeline.storage import Storage, is_s3
 _TIMEOUT_S = 5.0
 
 
-def check_run(settings: Settings, storage: Storage) -> None:
+def check_run(settings: Settings, storage: Storage, *, create_root: bool = False) -> None:
     """Everything a silver run needs, reachable and usable.
+
+    A local root that does not exist is an error (usually a typo) unless ``create_root``.
 
     Raises:
         ConfigError: naming the location or service at fault and how to fix it.
     """
+    if not create_root and not is_s3(settings.root) and not Path(settings.root).exists():
+        raise ConfigError(
+            f"root {settings.root} does not exist: check --root / CDF_ROOT, create data there "
+            "with 'cdf generate', or pass --create-root to start an empty lakehouse"
+        )
     locations = {"raw": settings.raw_uri, "warehouse": settings.warehouse_uri}
     for what, uri in locations.items():
         try:

@@ -115,7 +115,11 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.status in (SUCCEEDED, NOTHING_NEW, UNKNOWN_TENANT) else 1
+        """0 done (or nothing new), 1 bad data (a file failed, an audit held the publish),
+        2 an unknown tenant: a typo is a usage error a scheduler must not show as green."""
+        if self.status in (SUCCEEDED, NOTHING_NEW):
+            return 0
+        return 2 if self.status == UNKNOWN_TENANT else 1
 
     def row(self) -> dict[str, Any]:
         """The run's ``ops.runs`` row."""

@@ -214,6 +214,23 @@ def _load_jars_into_running_jvm(jar_list: str) -> None:
         loader.addURL(jvm.java.io.File(jar).toURI().toURL())
 
 
+def _warn_fixed_driver_memory(wanted: str) -> None:
+    """spark-submit sized the driver JVM before Python ran: the profile cannot change it."""
+    from pyspark import SparkContext
+
+    jvm = SparkContext._jvm
+    assert jvm is not None
+    given = jvm.java.lang.System.getProperty("spark.driver.memory")
+    if given != wanted:
+        logger.warning(
+            "spark-submit started the driver with %s of memory; the profile's "
+            "spark.driver_memory %s cannot apply to a running JVM: pass --driver-memory %s",
+            given or "the default (1g)",
+            wanted,
+            wanted,
+        )
+
+
 def check_master(master: str) -> None:
     """A malformed ``spark.master`` is a configuration error, found before any JVM starts."""
     if not _MASTER.match(master):
@@ -246,6 +263,8 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
     options = session_options(settings, app_name, with_jars=not preloaded)
     if submitted and not preloaded:
         _load_jars_into_running_jvm(options["spark.jars"])
+    if submitted:
+        _warn_fixed_driver_memory(settings.spark.driver_memory)
     builder = SparkSession.builder
     for key, value in options.items():
         builder = builder.config(key, value)

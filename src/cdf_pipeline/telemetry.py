@@ -150,6 +150,17 @@ def _instruments() -> _Instruments:
     return _state.instruments
 
 
+_on_stage: list[Callable[[str, Mapping[str, Any]], None]] = []
+
+
+def on_stage(listener: Callable[[str, Mapping[str, Any]], None] | None) -> None:
+    """Call ``listener(name, attributes)`` as each stage starts (a CLI's progress line); None
+    removes it. Errors in the listener are logged, never raised."""
+    _on_stage.clear()
+    if listener is not None:
+        _on_stage.append(listener)
+
+
 @contextmanager
 def stage(name: str, **attributes: Any) -> Iterator[trace.Span]:
     """A span for one pipeline stage, and its duration in the ``pipeline.stage.duration`` histogram.
@@ -159,6 +170,11 @@ def stage(name: str, **attributes: Any) -> Iterator[trace.Span]:
     """
     started = time.perf_counter()
     clean = _clean(attributes)
+    for listener in _on_stage:
+        try:
+            listener(name, clean)
+        except Exception:
+            logger.debug("stage listener failed", exc_info=True)
     error: BaseException | None = None
     with tracer().start_as_current_span(
         name, attributes=clean, record_exception=False, set_status_on_exception=False

@@ -285,3 +285,19 @@ def test_a_dead_collector_costs_at_most_the_export_timeout(
     assert spent[0] <= timeout_s + telemetry_setup.SHUTDOWN_MARGIN_S
     assert traced - untraced <= timeout_s + 1.0, (traced, untraced)
     assert telemetry_setup.active() is None
+
+
+def test_stage_listener_sees_each_stage_start_and_never_breaks_a_stage() -> None:
+    """What ``cdf run`` shows on a terminal: each stage's name and tenant/entity as it starts."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    telemetry.on_stage(lambda name, attrs: seen.append((name, dict(attrs))))
+    try:
+        with telemetry.stage("outer", **{telemetry.TENANT: "acme"}):
+            with telemetry.stage("inner", **{telemetry.ENTITY: "parts"}):
+                pass
+        telemetry.on_stage(lambda name, attrs: 1 / 0)  # a broken listener
+        with telemetry.stage("still runs"):
+            pass
+    finally:
+        telemetry.on_stage(None)
+    assert seen == [("outer", {"cdf.tenant": "acme"}), ("inner", {"cdf.entity": "parts"})]
