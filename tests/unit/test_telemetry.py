@@ -292,9 +292,11 @@ def test_stage_listener_sees_each_stage_start_and_never_breaks_a_stage() -> None
     seen: list[tuple[str, dict[str, Any]]] = []
     telemetry.on_stage(lambda name, attrs: seen.append((name, dict(attrs))))
     try:
-        with telemetry.stage("outer", **{telemetry.TENANT: "acme"}):
-            with telemetry.stage("inner", **{telemetry.ENTITY: "parts"}):
-                pass
+        with (
+            telemetry.stage("outer", **{telemetry.TENANT: "acme"}),
+            telemetry.stage("inner", **{telemetry.ENTITY: "parts"}),
+        ):
+            pass
         telemetry.on_stage(lambda name, attrs: 1 / 0)  # a broken listener
         with telemetry.stage("still runs"):
             pass
