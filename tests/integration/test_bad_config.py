@@ -209,3 +209,8 @@ def test_missing_root_is_an_error_unless_asked_for(tmp_path: Path) -> None:
 def test_jars_missing_from_the_jars_dir(tmp_path: Path) -> None:
     proc = cdf_run("local", str(tmp_path), {"CDF_JARS_DIR": str(tmp_path)})
     assert_config_error(proc, "CDF_JARS_DIR", "iceberg-spark-runtime")
+
+
+def test_local_profile_refuses_tables_on_s3() -> None:
+    proc = cdf_run("local", "s3://lake/prefix", {})
+    assert_config_error(proc, "hadoop catalog", "--profile aws, docker or jdbc")
