@@ -29,7 +29,11 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help=f"configuration profile: {', '.join(PROFILES)} "
         "(default: local, the embedded lakehouse)",
     )
-    p.add_argument("--root", help="local root directory (default: $CDF_ROOT or ./lakehouse)")
+    p.add_argument(
+        "--root",
+        help="lakehouse root: a local folder or s3://bucket/prefix (default: $CDF_ROOT or the "
+        "profile's root)",
+    )
     p.add_argument(
         "--json", action="store_true", help="print a machine-readable summary as the last line"
     )
