@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cdf_pipeline import cli_contracts, cli_jars
+    from cdf_pipeline import cli_contracts, cli_jars, cli_run
     from generator import cli as generator_cli
 
     parser = _Parser(
@@ -40,22 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     generator_cli.register(subs)
     cli_contracts.register(subs)
     cli_jars.register(subs)
-    _register_optional(subs)
+    cli_run.register(subs)
     return parser
-
-
-def _register_optional(subs: argparse._SubParsersAction) -> None:
-    """Sub-commands whose modules may not exist yet in a partial checkout."""
-    import importlib
-
-    for name in ("cdf_pipeline.cli_run",):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(subs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,11 +9,13 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 from cdf_pipeline import telemetry
 from cdf_pipeline.config import PROFILES, Settings, load_settings
-from cdf_pipeline.pipeline.summary import COUNT_KEYS, RunSummary
+from cdf_pipeline.run_record import COUNT_KEYS, RunSummary, format_summary
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,11 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help=f"configuration profile: {', '.join(PROFILES)} "
         "(default: local, the embedded lakehouse)",
     )
-    p.add_argument("--root", help="local root directory (default: $CDF_ROOT or ./lakehouse)")
+    p.add_argument(
+        "--root",
+        help="lakehouse root: a local folder or s3://bucket/prefix (default: $CDF_ROOT or the "
+        "profile's root)",
+    )
     p.add_argument(
         "--json", action="store_true", help="print a machine-readable summary as the last line"
     )
@@ -41,9 +47,16 @@ def register(subs: argparse._SubParsersAction) -> None:
         "enforce primary and foreign keys, quarantine what fails with reasons, audit, and MERGE "
         "the rest into the Iceberg silver tables. Files already ingested are skipped, so running "
         "twice changes nothing. Exit code: 0 on success or nothing to do, 1 when a file failed "
-        "or an audit stopped the publish, 2 on bad arguments or configuration.",
+        "or an audit stopped the publish, 2 on bad arguments or configuration (an unreachable "
+        "endpoint, bad credentials, a missing root) or an unknown tenant.",
     )
     add_common(run)
+    run.add_argument(
+        "--create-root",
+        action="store_true",
+        help="start an empty lakehouse when the local root folder does not exist (otherwise a "
+        "missing root is an error: usually a typo)",
+    )
     run.set_defaults(func=cmd_run)
     runs = subs.add_parser(
         "runs",
@@ -60,10 +73,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(args.profile, tenant=args.tenant, overrides=overrides)
 
 
-def run_silver(settings: Settings, tenant: str) -> RunSummary:
-    """Build the session, run one tenant, return the summary (the one path for every caller).
+def run_silver(settings: Settings, tenant: str, *, create_root: bool = False) -> RunSummary:
+    """Build the session, run one tenant, stop the session, return the summary (the one path
+    for every caller).
 
-    One span covers both, so the trace of a tenant run includes the Spark start-up.
+    One span covers both, so the trace of a tenant run includes the Spark start-up. The session
+    is stopped here, before the process exits, so the JVM does not shut its thread pools down
+    under running tasks (which printed RejectedExecutionException traces after a clean run).
     """
     from cdf_pipeline.pipeline.silver import run_tenant
     from cdf_pipeline.preflight import check_run
@@ -72,43 +88,44 @@ def run_silver(settings: Settings, tenant: str) -> RunSummary:
 
     with telemetry.stage("cdf.run", **{telemetry.TENANT: tenant}) as span:
         with telemetry.stage("preflight"):
-            check_run(settings, storage_for(settings))
+            check_run(settings, storage_for(settings), create_root=create_root)
         with telemetry.stage("spark_session"):
             spark = build_session(settings, app_name=f"cdf-silver-{tenant}")
-        summary = run_tenant(spark, settings, tenant)
+        try:
+            summary = run_tenant(spark, settings, tenant)
+        finally:
+            spark.stop()
         telemetry.set_attributes(
             span, {telemetry.RUN_ID: summary.run_id, telemetry.STATE: summary.status}
         )
     return summary
 
 
-def format_summary(s: RunSummary) -> str:
-    """A short human-readable summary of one run."""
-    lines = [f"tenant {s.tenant}  run {s.run_id}  {s.status}  ({s.seconds:.1f} s)"]
-    if s.message:
-        lines.append(f"  {s.message}")
-    if s.entities:
-        labels = [k.replace("duplicates_", "dup.") for k in COUNT_KEYS]
-        lines.append(f"  {'entity':<10}" + "".join(f"{k:>12}" for k in labels))
-        for name, c in s.entities.items():
-            lines.append(f"  {name:<10}" + "".join(f"{v:>12,}" for v in c.as_map().values()))
-        lines.append(f"  pass rate {s.pass_rate:.2%}")
-        if s.violations:
-            lines.append(
-                "  quarantined by reason: "
-                + ", ".join(f"{k} {v:,}" for k, v in s.violations.items())
-            )
-    for f in s.files:
-        if f.error:
-            lines.append(f"  FAILED {f.file}: {f.error}")
-        if f.note:
-            lines.append(f"  DRIFT {f.file}: {f.note}")
-    return "\n".join(lines)
+def _progress(stream: TextIO) -> Callable[[str, Mapping[str, Any]], None]:
+    """One status line, rewritten as each stage starts (for a person watching a terminal)."""
+    started = time.monotonic()
+
+    def show(name: str, attributes: Mapping[str, Any]) -> None:
+        where = " ".join(str(attributes[k]) for k in (telemetry.TENANT, telemetry.ENTITY)
+                         if k in attributes)  # fmt: skip
+        elapsed = time.monotonic() - started
+        stream.write(f"\r\033[K[{elapsed:6.1f} s] {where} {name}".rstrip())
+        stream.flush()
+
+    return show
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    summary = run_silver(settings, args.tenant)
+    watched = sys.stderr.isatty() and not args.json
+    if watched:  # quiet under --json and when not a terminal (logs, schedulers, CI)
+        telemetry.on_stage(_progress(sys.stderr))
+    try:
+        summary = run_silver(settings, args.tenant, create_root=args.create_root)
+    finally:
+        if watched:
+            telemetry.on_stage(None)
+            sys.stderr.write("\r\033[K")
     telemetry.finish()  # before printing: an export error must not follow the last line
     print(format_summary(summary), file=sys.stderr if args.json else sys.stdout)
     if args.json:

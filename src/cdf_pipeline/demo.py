@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cdf_pipeline.cli_run import format_summary
 from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.exceptions import CdfError
+from cdf_pipeline.run_record import format_summary
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -39,11 +39,13 @@ def _fresh_root(root: Path) -> None:
     (root / MARKER).write_text("made by `make demo`; deleted and rebuilt on each run\n")
 
 
-def _silver_counts(spark: SparkSession, catalog: str) -> dict[str, int]:
-    return {
-        t: spark.table(f"{catalog}.silver.{t}").count()  # small demo tables: a count is cheap
-        for t in ("suppliers", "parts")
-    }
+def _silver_counts(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    from cdf_pipeline.contracts import ENTITIES
+    from cdf_pipeline.lakehouse.tables import TableNames
+
+    names = TableNames.of(settings)
+    # Small demo tables: a count is cheap.
+    return {name: spark.table(names.silver(name)).count() for name in ENTITIES}
 
 
 def _run_each(spark: SparkSession, settings: Settings) -> int:
@@ -90,10 +92,10 @@ def _demo(root: Path, rows: int) -> int:
     spark = build_session(settings, app_name="cdf-demo")
     print("== 3. first run of the silver job, per tenant")
     failed = _run_each(spark, settings)
-    before = _silver_counts(spark, settings.catalog.name)
+    before = _silver_counts(spark, settings)
     print("== 4. second run: the same input again must change nothing")
     failed += _run_each(spark, settings)
-    after = _silver_counts(spark, settings.catalog.name)
+    after = _silver_counts(spark, settings)
     same = "unchanged" if before == after else "CHANGED"
     print(f"   silver rows before {before}, after {after}: {same}")
     print(f"== done in {time.monotonic() - started:.0f} s. Tables: {root}/warehouse")

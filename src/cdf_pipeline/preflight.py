@@ -12,6 +12,7 @@ import os
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from cdf_pipeline.config import Settings
@@ -21,22 +22,45 @@ from cdf_pipeline.storage import Storage, is_s3
 _TIMEOUT_S = 5.0
 
 
-def check_run(settings: Settings, storage: Storage) -> None:
+def check_run(settings: Settings, storage: Storage, *, create_root: bool = False) -> None:
     """Everything a silver run needs, reachable and usable.
+
+    A local root that does not exist is an error (usually a typo) unless ``create_root``.
 
     Raises:
         ConfigError: naming the location or service at fault and how to fix it.
     """
+    if not create_root and not is_s3(settings.root) and not Path(settings.root).exists():
+        raise ConfigError(
+            f"root {settings.root} does not exist: check --root / CDF_ROOT, create data there "
+            "with 'cdf generate', or pass --create-root to start an empty lakehouse"
+        )
+    if settings.catalog.type == "hadoop" and is_s3(settings.warehouse_uri):
+        raise ConfigError(
+            f"the {settings.profile} profile keeps tables with Iceberg's hadoop catalog on local "
+            f"files, not on S3 ({settings.warehouse_uri}); use --profile aws, docker or jdbc for "
+            "an s3:// root"
+        )
     locations = {"raw": settings.raw_uri, "warehouse": settings.warehouse_uri}
     for what, uri in locations.items():
         try:
             if is_s3(uri):
                 storage.check_bucket(uri)
             elif what == "warehouse":
-                storage.check_writable(uri)
+                _check_can_create(uri)
         except InputError as exc:
             raise ConfigError(f"{what} location: {exc}") from None
     _check_catalog(settings, storage)
+
+
+def _check_can_create(folder: str) -> None:
+    """``folder`` exists as a writable folder, or its nearest existing parent is one (nothing is
+    created here: a run that stops at a later check leaves no trace)."""
+    path = Path(folder).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "is not a folder" if not existing.is_dir() else "is not writable"
+        raise InputError(f"cannot create {folder}: {existing} {why}; choose another --root")
 
 
 def _check_catalog(settings: Settings, storage: Storage) -> None:

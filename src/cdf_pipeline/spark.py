@@ -95,14 +95,23 @@ def s3_file_io_options(s3: S3Config, environ: dict[str, str] | None = None) -> d
 
 
 def jdbc_login_options(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The JDBC catalog's login from the libpq variables (``PGUSER``, ``PGPASSWORD``).
+    """The JDBC catalog's user from the libpq variable ``PGUSER``.
 
-    The PostgreSQL driver reads ``~/.pgpass`` (or ``PGPASSFILE``) by itself but not these two.
-    Spark redacts ``password`` keys wherever it shows its configuration.
+    The PostgreSQL driver reads ``~/.pgpass`` (or ``PGPASSFILE``) by itself but not ``PGUSER``
+    or ``PGPASSWORD``. The password is never a launch option (those end up on the command line
+    of the JVM that PySpark starts, visible to every user of the machine): see
+    :func:`_set_jdbc_password`.
     """
     env = os.environ if environ is None else environ
-    login = {"jdbc.user": env.get("PGUSER", ""), "jdbc.password": env.get("PGPASSWORD", "")}
-    return {k: v for k, v in login.items() if v}
+    return {"jdbc.user": env["PGUSER"]} if env.get("PGUSER") else {}
+
+
+def _set_jdbc_password(session: SparkSession, settings: Settings) -> None:
+    """``PGPASSWORD`` into the running session's configuration, read when the catalog first
+    loads; Spark redacts ``password`` keys wherever it shows its configuration."""
+    password = os.environ.get("PGPASSWORD")
+    if settings.catalog.type == "jdbc" and password:
+        session.conf.set(f"spark.sql.catalog.{settings.catalog.name}.jdbc.password", password)
 
 
 def jar_options(settings: Settings) -> dict[str, str]:
@@ -214,6 +223,23 @@ def _load_jars_into_running_jvm(jar_list: str) -> None:
         loader.addURL(jvm.java.io.File(jar).toURI().toURL())
 
 
+def _warn_fixed_driver_memory(wanted: str) -> None:
+    """spark-submit sized the driver JVM before Python ran: the profile cannot change it."""
+    from pyspark import SparkContext
+
+    jvm = SparkContext._jvm
+    assert jvm is not None
+    given = jvm.java.lang.System.getProperty("spark.driver.memory")
+    if given != wanted:
+        logger.warning(
+            "spark-submit started the driver with %s of memory; the profile's "
+            "spark.driver_memory %s cannot apply to a running JVM: pass --driver-memory %s",
+            given or "the default (1g)",
+            wanted,
+            wanted,
+        )
+
+
 def check_master(master: str) -> None:
     """A malformed ``spark.master`` is a configuration error, found before any JVM starts."""
     if not _MASTER.match(master):
@@ -246,6 +272,8 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
     options = session_options(settings, app_name, with_jars=not preloaded)
     if submitted and not preloaded:
         _load_jars_into_running_jvm(options["spark.jars"])
+    if submitted:
+        _warn_fixed_driver_memory(settings.spark.driver_memory)
     builder = SparkSession.builder
     for key, value in options.items():
         builder = builder.config(key, value)
@@ -261,4 +289,5 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
             "JAVA_HOME / java on PATH (Java 17), spark.master and spark.conf in the profile"
         ) from exc
     session.sparkContext.setLogLevel(settings.spark.log_level)
+    _set_jdbc_password(session, settings)
     return session

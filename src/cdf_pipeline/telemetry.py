@@ -1,7 +1,7 @@
 """Tracing and metrics hooks, through the OpenTelemetry API only.
 
 Library code calls nothing else: :func:`stage` opens a span per pipeline stage and records its
-duration, :func:`record_entity` and :func:`record_run` put a run's counts on its spans and its
+duration, :func:`set_attributes` and :func:`record_run` put a run's counts on its spans and its
 metrics. With no SDK installed (telemetry off, the default) every call is a no-op costing
 microseconds. ``cdf_pipeline.telemetry_setup`` installs the SDK at process entry points and hands
 its providers to :func:`use_providers`. They are held here rather than registered globally because
@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -31,9 +31,6 @@ from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from cdf_pipeline.exceptions import CdfError
-
-if TYPE_CHECKING:
-    from cdf_pipeline.pipeline.summary import EntityCounts, RunSummary
 
 TRACER_NAME = "cdf_pipeline"
 logger = logging.getLogger(__name__)
@@ -153,6 +150,17 @@ def _instruments() -> _Instruments:
     return _state.instruments
 
 
+_on_stage: list[Callable[[str, Mapping[str, Any]], None]] = []
+
+
+def on_stage(listener: Callable[[str, Mapping[str, Any]], None] | None) -> None:
+    """Call ``listener(name, attributes)`` as each stage starts (a CLI's progress line); None
+    removes it. Errors in the listener are logged, never raised."""
+    _on_stage.clear()
+    if listener is not None:
+        _on_stage.append(listener)
+
+
 @contextmanager
 def stage(name: str, **attributes: Any) -> Iterator[trace.Span]:
     """A span for one pipeline stage, and its duration in the ``pipeline.stage.duration`` histogram.
@@ -162,6 +170,11 @@ def stage(name: str, **attributes: Any) -> Iterator[trace.Span]:
     """
     started = time.perf_counter()
     clean = _clean(attributes)
+    for listener in _on_stage:
+        try:
+            listener(name, clean)
+        except Exception:
+            logger.debug("stage listener failed", exc_info=True)
     error: BaseException | None = None
     with tracer().start_as_current_span(
         name, attributes=clean, record_exception=False, set_status_on_exception=False
@@ -254,63 +267,31 @@ def record_exception(span: trace.Span, exc: BaseException) -> None:
         logger.debug("could not record an exception on a span", exc_info=True)
 
 
-def entity_attributes(counts: EntityCounts) -> dict[str, Any]:
-    """``cdf.rows.<outcome>`` and ``cdf.quarantined_by_reason.<code>`` of one entity."""
-    from cdf_pipeline.pipeline.summary import COUNT_KEYS
+def record_run(
+    span: trace.Span,
+    attributes: Mapping[str, Any],
+    *,
+    tenant: str,
+    status: str,
+    rows: Mapping[str, Mapping[str, int]],
+    reasons: Mapping[str, Mapping[str, int]],
+) -> None:
+    """End-of-run telemetry: ``attributes`` on the run's root span, the counts as metrics.
 
-    attrs: dict[str, Any] = {ROWS_PREFIX + k: int(getattr(counts, k)) for k in COUNT_KEYS}
-    attrs.update({BY_REASON_PREFIX + code: n for code, n in counts.violations.items()})
-    return attrs
-
-
-def record_entity(span: trace.Span, counts: EntityCounts) -> None:
-    """Put one entity's counts on its span."""
-    set_attributes(span, entity_attributes(counts))
-
-
-def run_attributes(run: RunSummary) -> dict[str, Any]:
-    """The attributes a run's root span ends with: its status and totals as in ``ops.runs``."""
-    from cdf_pipeline.pipeline.summary import COUNT_KEYS
-
-    attrs: dict[str, Any] = {
-        STATE: run.status,
-        RUN_ID: run.run_id,
-        TENANT: run.tenant,
-        PASS_RATE: run.pass_rate,
-        FILES: sum(1 for f in run.files if f.rows is not None and not f.error),
-        FILES_FAILED: sum(1 for f in run.files if f.error),
-        FILES_SKIPPED: run.skipped_files,
-        **{ROWS_PREFIX + k: run.total(k) for k in COUNT_KEYS},
-        **{BY_REASON_PREFIX + code: n for code, n in run.violations.items()},
-        **{SNAPSHOT_BEFORE_PREFIX + t: i for t, i in run.snapshots_before.items()},
-        **{SNAPSHOT_AFTER_PREFIX + t: i for t, i in run.snapshots_after.items()},
-    }
-    if run.audits:
-        attrs[AUDITS_PASSED] = sum(1 for a in run.audits if a.passed)
-        attrs[AUDITS_FAILED] = sum(1 for a in run.audits if not a.passed)
-        attrs[FAILED_AUDITS] = [a.name for a in run.audits if not a.passed]
-    changed = sorted(t for t, i in run.snapshots_after.items() if run.snapshots_before.get(t) != i)
-    if changed:
-        attrs[DESTINATIONS] = changed
-    return attrs
-
-
-def record_run(span: trace.Span, run: RunSummary) -> None:
-    """End-of-run telemetry: the run's attributes on its root span, its counts as metrics.
-
+    ``rows``: per entity, rows per outcome; ``reasons``: per entity, rows per rule code.
     Metrics: ``pipeline.runs`` (+1 per status), ``pipeline.rows`` per entity and outcome,
     ``pipeline.quarantine.rows`` per entity and rule code. Never raises.
     """
-    set_attributes(span, run_attributes(run))
+    set_attributes(span, attributes)
     try:
         inst = _instruments()
-        inst.runs.add(1, {TENANT: run.tenant, STATE: run.status})
-        for entity, counts in run.entities.items():
-            base = {TENANT: run.tenant, ENTITY: entity, STATE: run.status}
-            for outcome, n in counts.as_map().items():
+        inst.runs.add(1, {TENANT: tenant, STATE: status})
+        for entity, by_outcome in rows.items():
+            base = {TENANT: tenant, ENTITY: entity, STATE: status}
+            for outcome, n in by_outcome.items():
                 if n:
                     inst.rows.add(n, {**base, OUTCOME: outcome})
-            for code, n in counts.violations.items():
+            for code, n in reasons.get(entity, {}).items():
                 inst.reasons.add(n, {**base, RULE: code})
     except Exception:
         logger.debug("could not record run metrics", exc_info=True)

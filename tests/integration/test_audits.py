@@ -19,7 +19,7 @@ from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline.audits import run_audits
 from cdf_pipeline.pipeline.silver import run_tenant
 from cdf_pipeline.pipeline.stage import StagedEntity
-from cdf_pipeline.pipeline.summary import EntityCounts
+from cdf_pipeline.run_record import EntityCounts
 from generator.api import generate
 
 pytestmark = pytest.mark.spark

@@ -27,7 +27,9 @@ SECRET = "never-print-this-secret-0123456789"
 EXIT_CONFIG = 2
 
 
-def cdf_run(profile: str, root: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def cdf_run(
+    profile: str, root: str, env: dict[str, str], *extra: str
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CDF_", "AWS_", "PG"))}
     base.update(
         PYSPARK_PYTHON=sys.executable,
@@ -41,7 +43,7 @@ def cdf_run(profile: str, root: str, env: dict[str, str]) -> subprocess.Complete
     base.update(env)
     cmd = [sys.executable, "-m", "cdf_pipeline.cli", "run", "--tenant", "acme"]
     return subprocess.run(
-        [*cmd, "--profile", profile, "--root", root],
+        [*cmd, "--profile", profile, "--root", root, *extra],
         cwd=REPO, env=base, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 
@@ -168,15 +170,15 @@ def test_unreachable_rest_catalog(s3_endpoint: str) -> None:
 
 def test_unreachable_jdbc_database(tmp_path: Path) -> None:
     uri = f"jdbc:postgresql://127.0.0.1:{free_port()}/cdf"
-    proc = cdf_run("jdbc", str(tmp_path / "lake"), {"CDF__CATALOG__URI": uri})
+    proc = cdf_run("jdbc", str(tmp_path), {"CDF__CATALOG__URI": uri})
     assert_config_error(proc, "JDBC catalog's database", "CDF__CATALOG__URI")
 
 
 def test_wrong_database_password(postgres: PostgresServer, tmp_path: Path) -> None:
     env = {"CDF__CATALOG__URI": postgres.jdbc_url(), "PGUSER": postgres.user, "PGPASSWORD": SECRET}
-    proc = cdf_run("jdbc", str(tmp_path / "lake"), env)
+    proc = cdf_run("jdbc", str(tmp_path), env)
     assert_config_error(proc, "password authentication failed")
-    assert not (tmp_path / "lake" / "warehouse" / "silver").exists()
+    assert not (tmp_path / "warehouse" / "silver").exists()
 
 
 def test_password_in_the_catalog_uri_is_refused_unprinted(tmp_path: Path) -> None:
@@ -194,10 +196,21 @@ def test_garbage_master(tmp_path: Path) -> None:
 def test_root_that_cannot_be_created(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    proc = cdf_run("local", str(blocker / "lake"), {})
+    proc = cdf_run("local", str(blocker / "lake"), {}, "--create-root")
     assert_config_error(proc, "warehouse location", str(blocker / "lake"))
 
 
+def test_missing_root_is_an_error_unless_asked_for(tmp_path: Path) -> None:
+    proc = cdf_run("local", str(tmp_path / "typo"), {})
+    assert_config_error(proc, f"root {tmp_path / 'typo'} does not exist", "--create-root")
+    assert not (tmp_path / "typo").exists()
+
+
 def test_jars_missing_from_the_jars_dir(tmp_path: Path) -> None:
-    proc = cdf_run("local", str(tmp_path / "lake"), {"CDF_JARS_DIR": str(tmp_path)})
+    proc = cdf_run("local", str(tmp_path), {"CDF_JARS_DIR": str(tmp_path)})
     assert_config_error(proc, "CDF_JARS_DIR", "iceberg-spark-runtime")
+
+
+def test_local_profile_refuses_tables_on_s3() -> None:
+    proc = cdf_run("local", "s3://lake/prefix", {})
+    assert_config_error(proc, "hadoop catalog", "--profile aws, docker or jdbc")

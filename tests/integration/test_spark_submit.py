@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cdf_pipeline.pipeline import summary as S
+from cdf_pipeline import run_record as S
 from generator.api import generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,9 +118,10 @@ def test_invalid_tenant_is_one_line_and_exit_2() -> None:
 
 
 @pytest.mark.slow
-def test_unknown_tenant_exits_0_and_says_so(tmp_path: Path) -> None:
+def test_unknown_tenant_exits_2_and_says_so(tmp_path: Path) -> None:
+    """A typo in a tenant id must not look green to a scheduler."""
     proc = _run([str(BIN / "cdf"), "run", "--tenant", "nobody_here", "--root", str(tmp_path)])
-    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert proc.returncode == 2, proc.stderr[-5000:]
     assert S.UNKNOWN_TENANT in proc.stdout
     assert "unknown tenant 'nobody_here'" in proc.stdout
     assert "Traceback" not in proc.stderr
@@ -174,3 +175,5 @@ def test_spark_submit_with_packages_uses_the_cluster_jars(tmp_path: Path) -> Non
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert _summary(proc)["status"] == S.SUCCEEDED
+    # spark-submit sized the driver before Python ran: the profile's 4g is said not to apply.
+    assert "pass --driver-memory 4g" in proc.stdout + proc.stderr

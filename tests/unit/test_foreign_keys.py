@@ -27,9 +27,11 @@ from pyspark.sql import functions as F
 from cdf_pipeline.contracts import PARTS, SUPPLIERS
 from cdf_pipeline.quality.dedupe import DROPPED
 from cdf_pipeline.quality.foreign_keys import (
+    PARENT_ENTITY,
     PARENT_KEY,
     check_foreign_keys,
     referenced_parents,
+    tagged_keys,
 )
 
 pytestmark = pytest.mark.spark
@@ -56,7 +58,7 @@ def acme_parent_keys(spark: SparkSession) -> DataFrame:
         },
     )
     acme = suppliers.where(F.col("tenant_id") == TENANT)
-    return acme.select(F.col("supplier_id").alias(PARENT_KEY))
+    return tagged_keys(acme.select(F.col("supplier_id").alias(PARENT_KEY)), SUPPLIERS.name)
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +189,52 @@ def test_the_referenced_parents_stand_in_for_all_parents(
     """The parents cut down to what the checked rows reference give the same verdicts, and hold
     only referenced keys of the tenant (the change-batch plan, shared with the FK audit)."""
     df = _all_cases(spark)
-    extra = spark.createDataFrame([(ulid(60),)], [PARENT_KEY])  # a supplier nobody references
+    extra = tagged_keys(  # a supplier nobody references
+        spark.createDataFrame([(ulid(60),)], [PARENT_KEY]), SUPPLIERS.name
+    )
     parents = acme_parent_keys(spark).unionByName(extra)
     cut = referenced_parents(PARTS, parents, [df])
     assert sorted(r[PARENT_KEY] for r in cut.collect()) == sorted([S1, S2])
     out = df.transform(check_foreign_keys(PARTS, cut, broadcast_parents=True))
     assert_df_equality(out, checked, ignore_row_order=True)
+
+
+def test_each_foreign_key_is_checked_against_its_own_parent(spark: SparkSession) -> None:
+    """An entity with keys into two parents: an id that exists, but in the other parent, is an
+    orphan of the key that names it."""
+    from cdf_pipeline.contracts import Entity, Field, ForeignKey, Kind
+    from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE
+
+    prices = Entity(
+        name="prices",
+        doc="test-only: a price of a part from a supplier",
+        primary_key="price_id",
+        fields=(
+            Field("price_id", Kind.STRING, "key", required=True),
+            Field("part_id", Kind.STRING, "FK to parts", required=True),
+            Field("supplier_id", Kind.STRING, "FK to suppliers", required=True),
+        ),
+        foreign_keys=(ForeignKey("part_id", "parts"), ForeignKey("supplier_id", "suppliers")),
+    )
+    keys = spark.createDataFrame(
+        [("parts", "P1"), ("suppliers", "S1")], [PARENT_ENTITY, PARENT_KEY]
+    )
+    rows = spark.createDataFrame(
+        [("ok", "P1", "S1"), ("wrong-parent", "S1", "P1"), ("none", "P9", "S9")],
+        ["price_id", "part_id", "supplier_id"],
+    ).withColumn(VIOLATIONS, F.array().cast(VIOLATIONS_TYPE))
+    out = rows.transform(check_foreign_keys(prices, keys)).select(
+        "price_id",
+        F.array_sort(
+            F.transform(VIOLATIONS, lambda v: F.concat_ws("=", v["rule"], v["value"]))
+        ).alias("violations"),
+    )
+    expected = spark.createDataFrame(
+        [
+            ("ok", []),
+            ("wrong-parent", ["part_id.fk=S1", "supplier_id.fk=P1"]),
+            ("none", ["part_id.fk=P9", "supplier_id.fk=S9"]),
+        ],
+        "price_id string, violations array<string>",
+    )
+    assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)

@@ -147,3 +147,14 @@ def test_uris_have_one_spelling() -> None:
     assert spark_uri("/data/f.parquet") == "/data/f.parquet"
     assert canonical("s3a://b/k/f.parquet") == "s3://b/k/f.parquet"
     assert canonical("relative/f.csv") == str(Path("relative/f.csv").resolve())
+
+
+def test_the_jdbc_password_is_never_a_launch_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Launch options become the JVM's command line, which every local user can read."""
+    monkeypatch.setenv("PGUSER", "cdf")
+    monkeypatch.setenv("PGPASSWORD", SECRET)
+    opts = session_options(_settings("jdbc", root=str(tmp_path)))
+    assert opts["spark.sql.catalog.cdf.jdbc.user"] == "cdf"
+    assert SECRET not in repr(opts)

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from conftest import OtelCapture, free_port, start_capture
 
+from cdf_pipeline import run_record as S
 from cdf_pipeline import telemetry, telemetry_setup
 from cdf_pipeline.config import load_settings
 from cdf_pipeline.exceptions import CdfError
-from cdf_pipeline.pipeline import summary as S
 from cdf_pipeline.telemetry_export import read_spans
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -172,7 +172,7 @@ def test_run_attributes_and_metrics_carry_the_summary_counts(otel: OtelCapture) 
     run.snapshots_after = {"silver.parts": 2, "silver.suppliers": 3}
     run.audits = [S.Audit("pass_rate", True, ""), S.Audit("parts.count_invariant", False, "")]
     with telemetry.stage("cdf.silver_run") as span:
-        telemetry.record_run(span, run)
+        S.trace_run(span, run)
     attrs = dict(otel.spans()[0].attributes or {})
     assert attrs["pipeline.state"] == "SUCCEEDED"
     assert attrs["cdf.rows.read"] == 15 and attrs["cdf.rows.quarantined"] == 3
@@ -285,3 +285,21 @@ def test_a_dead_collector_costs_at_most_the_export_timeout(
     assert spent[0] <= timeout_s + telemetry_setup.SHUTDOWN_MARGIN_S
     assert traced - untraced <= timeout_s + 1.0, (traced, untraced)
     assert telemetry_setup.active() is None
+
+
+def test_stage_listener_sees_each_stage_start_and_never_breaks_a_stage() -> None:
+    """What ``cdf run`` shows on a terminal: each stage's name and tenant/entity as it starts."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    telemetry.on_stage(lambda name, attrs: seen.append((name, dict(attrs))))
+    try:
+        with (
+            telemetry.stage("outer", **{telemetry.TENANT: "acme"}),
+            telemetry.stage("inner", **{telemetry.ENTITY: "parts"}),
+        ):
+            pass
+        telemetry.on_stage(lambda name, attrs: 1 / 0)  # a broken listener
+        with telemetry.stage("still runs"):
+            pass
+    finally:
+        telemetry.on_stage(None)
+    assert seen == [("outer", {"cdf.tenant": "acme"}), ("inner", {"cdf.entity": "parts"})]

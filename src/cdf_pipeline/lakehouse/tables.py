@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
 from cdf_pipeline.exceptions import ConfigError
+from cdf_pipeline.run_record import runs_columns_sql
 from cdf_pipeline.tenants import validate_tenant_id
 
 if TYPE_CHECKING:
@@ -52,32 +53,6 @@ QUARANTINE_EXTRA = f"""`_original` string,
   `_status` string,
   `_resolved_run_id` string,
   `_resolved_at` timestamp"""
-
-RUNS_COLUMNS = """`tenant_id` string,
-  `run_id` string,
-  `trace_id` string,
-  `status` string,
-  `message` string,
-  `started_at` timestamp,
-  `finished_at` timestamp,
-  `duration_s` double,
-  `inputs` array<struct<entity:string,file:string,sha256:string,rows:bigint,
-    status:string,error:string,note:string>>,
-  `read` bigint,
-  `inserted` bigint,
-  `updated` bigint,
-  `unchanged` bigint,
-  `stale` bigint,
-  `quarantined` bigint,
-  `duplicates_dropped` bigint,
-  `promoted` bigint,
-  `pass_rate` double,
-  `entity_counts` map<string,map<string,bigint>>,
-  `violation_counts` map<string,bigint>,
-  `snapshots_before` map<string,bigint>,
-  `snapshots_after` map<string,bigint>,
-  `audits` array<struct<name:string,passed:boolean,detail:string>>,
-  `rule_set_version` string"""
 
 FILES_COLUMNS = """`tenant_id` string,
   `entity` string,
@@ -152,7 +127,7 @@ def table_ddl(names: TableNames) -> list[str]:
             f"PARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_SMALL_PROPERTIES)})"
         )
     stmts.append(
-        f"CREATE TABLE IF NOT EXISTS {names.runs} (\n  {RUNS_COLUMNS}\n) USING iceberg\n"
+        f"CREATE TABLE IF NOT EXISTS {names.runs} (\n  {runs_columns_sql()}\n) USING iceberg\n"
         f"PARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_SMALL_PROPERTIES)})"
     )
     stmts.append(

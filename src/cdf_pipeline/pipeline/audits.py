@@ -8,6 +8,9 @@ keeps the invariant for the whole tenant without rescanning it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import reduce
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -16,9 +19,9 @@ from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
 from cdf_pipeline.pipeline.stage import StagedEntity
-from cdf_pipeline.pipeline.summary import Audit
-from cdf_pipeline.quality.foreign_keys import PARENT_KEY, missing_references
+from cdf_pipeline.quality.foreign_keys import PARENT_KEY, missing_references, tagged_keys
 from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE
+from cdf_pipeline.run_record import Audit
 from cdf_pipeline.tenants import validate_tenant_id
 
 
@@ -29,25 +32,33 @@ def _silver(spark: SparkSession, names: TableNames, entity: Entity, tenant: str)
 def parent_keys(
     spark: SparkSession,
     names: TableNames,
-    parent: StagedEntity,
+    child: Entity,
+    staged: Mapping[str, StagedEntity],
     tenant: str,
     max_broadcast: int = 0,
 ) -> tuple[DataFrame, bool]:
-    """The parent entity's keys once this run is published: silver's plus this run's valid rows.
+    """The keys of every parent ``child`` references, once this run is published.
 
-    And whether to broadcast them: at most ``max_broadcast`` keys (silver's counted from table
+    Per parent entity: silver's keys plus this run's valid rows (``staged``), tagged with the
+    parent's name so each foreign key is checked against its own parent. And whether to
+    broadcast them: at most ``max_broadcast`` keys in all (silver's counted from table
     metadata), so that joins against them never shuffle the children's references.
     """
-    pk = parent.entity.primary_key
-    keys = _silver(spark, names, parent.entity, tenant).select(F.col(pk).alias(PARENT_KEY))
-    staged = parent.valid_keys()
-    if staged is not None:
-        keys = keys.unionByName(staged)
-    c = parent.counts
-    estimate = c.inserted + c.updated + c.unchanged + c.stale
-    if estimate <= max_broadcast:
-        estimate += tenant_rows(spark, names.silver(parent.entity), tenant)
-    return keys, estimate <= max_broadcast
+    frames: list[DataFrame] = []
+    estimate = 0
+    for name in sorted({fk.entity for fk in child.foreign_keys}):
+        parent = staged.get(name) or StagedEntity(ENTITIES[name], None, None, None)
+        pk = parent.entity.primary_key
+        keys = _silver(spark, names, parent.entity, tenant).select(F.col(pk).alias(PARENT_KEY))
+        if (run_keys := parent.valid_keys()) is not None:
+            keys = keys.unionByName(run_keys)
+        frames.append(tagged_keys(keys, name))
+        c = parent.counts
+        estimate += c.inserted + c.updated + c.unchanged + c.stale
+        if estimate <= max_broadcast:
+            estimate += tenant_rows(spark, names.silver(parent.entity), tenant)
+    union = reduce(lambda a, b: a.unionByName(b), frames)
+    return union, estimate <= max_broadcast
 
 
 def count_invariant(staged: StagedEntity) -> Audit:
@@ -145,18 +156,12 @@ def run_audits(
     few = {n: s.counts.inserted + s.counts.updated <= limit for n, s in staged.items()}
     audits += [primary_key_unique(spark, names, s, tenant, few[n]) for n, s in staged.items()]
     for s in staged.values():
-        referenced = {fk.entity for fk in s.entity.foreign_keys}
-        for parent_name in sorted(referenced):
-            parent = staged.get(parent_name) or StagedEntity(
-                ENTITIES[parent_name], None, None, None
-            )
-            if s.parents is not None:  # the set the FK check used
-                keys, small = s.parents, s.broadcast_parents
-            else:
-                keys, small = parent_keys(
-                    spark, names, parent, tenant, settings.spark.broadcast_max_parent_keys
-                )
-            audits.append(
-                foreign_keys_closed(spark, names, s, keys, tenant, few[s.entity.name], small)
-            )
+        if not s.entity.foreign_keys:
+            continue
+        if s.parents is not None:  # the set the FK check used
+            keys, small = s.parents, s.broadcast_parents
+        else:
+            limit_keys = settings.spark.broadcast_max_parent_keys
+            keys, small = parent_keys(spark, names, s.entity, staged, tenant, limit_keys)
+        audits.append(foreign_keys_closed(spark, names, s, keys, tenant, few[s.entity.name], small))
     return audits

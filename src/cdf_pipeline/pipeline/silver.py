@@ -16,24 +16,20 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings, default_conf_dir
-from cdf_pipeline.contracts import ENTITIES, PARTS, RULE_SET_VERSION, SUPPLIERS, Entity
+from cdf_pipeline.contracts import ENTITIES, RULE_SET_VERSION, Entity
+from cdf_pipeline.contracts.order import dependency_order
 from cdf_pipeline.exceptions import CdfError
 from cdf_pipeline.ingest.files import RawFile, discover, inspect_file, tenant_raw_dir
 from cdf_pipeline.lakehouse import merge, ops, quarantine
 from cdf_pipeline.lakehouse.tables import TableNames, current_snapshot_ids, ensure_tables
-from cdf_pipeline.pipeline import summary as S
 from cdf_pipeline.pipeline.audits import parent_keys, run_audits
 from cdf_pipeline.pipeline.stage import StagedEntity, stage_entity
 from cdf_pipeline.quality.normalise import detect_drift
+from cdf_pipeline.run_record import trace_run
 from cdf_pipeline.storage import canonical, storage_for
-from cdf_pipeline.telemetry import (
-    current_trace_id,
-    record_entity,
-    record_exception,
-    record_run,
-    stage,
-)
+from cdf_pipeline.telemetry import current_trace_id, record_exception, set_attributes, stage
 from cdf_pipeline.tenants import validate_tenant_id
 
 logger = logging.getLogger(__name__)
@@ -105,7 +101,10 @@ def run_tenant(
     now = now or datetime.now(timezone.utc)
     started = time.monotonic()
     names = TableNames.of(settings)
-    run = S.RunSummary(tenant=tenant, run_id=new_run_id(now), status=S.FAILED)
+    run = S.RunSummary(
+        tenant=tenant, run_id=new_run_id(now), status=S.FAILED, started_at=now,
+        rule_set_version=RULE_SET_VERSION,
+    )  # fmt: skip
     root_attrs = {
         "pipeline.name": "cdf.silver",
         "pipeline.engine.name": "spark",
@@ -121,23 +120,24 @@ def run_tenant(
         ]
         if not any(new.values()):
             _finish_without_data(spark, names, settings, run, any_files, now, started)
-            record_run(span, run)
+            trace_run(span, run)
             return run
         run.snapshots_before = _snapshots(spark, names)
         staged: dict[str, StagedEntity] = {}
         try:
-            # Suppliers first: parts are checked against them (silver's plus this run's).
-            staged[SUPPLIERS.name] = _stage_traced(
-                spark, settings, names, SUPPLIERS, new, run, now, parent_keys=None
-            )
-            keys, small = parent_keys(
-                spark, names, staged[SUPPLIERS.name], tenant,
-                settings.spark.broadcast_max_parent_keys,
-            )  # fmt: skip
-            staged[PARTS.name] = _stage_traced(
-                spark, settings, names, PARTS, new, run, now, parent_keys=keys,
-                broadcast_parents=small,
-            )  # fmt: skip
+            # Parents first: each child is checked against its parents' keys as they will be
+            # once this run is published (silver's plus this run's).
+            for entity in dependency_order(ENTITIES):
+                keys, small = None, False
+                if entity.foreign_keys:
+                    keys, small = parent_keys(
+                        spark, names, entity, staged, tenant,
+                        settings.spark.broadcast_max_parent_keys,
+                    )  # fmt: skip
+                staged[entity.name] = _stage_traced(
+                    spark, settings, names, entity, new, run, now, parent_keys=keys,
+                    broadcast_parents=small,
+                )  # fmt: skip
             run.entities = {name: s.counts for name, s in staged.items()}
             with stage("audits", **{"cdf.tenant": tenant}):
                 run.audits = run_audits(spark, settings, names, staged, tenant)
@@ -167,7 +167,7 @@ def run_tenant(
             ]
             run.seconds = time.monotonic() - started
             with stage("record_run", **{"cdf.tenant": tenant}):
-                ops.record_run(spark, names, _run_row(run, now))
+                ops.record_run(spark, names, _finished(run).row())
                 manifest = [
                     _file_row(tenant, run.run_id, now, f) for f in run.files if f.status != "STAGED"
                 ]
@@ -180,14 +180,14 @@ def run_tenant(
             run.seconds = time.monotonic() - started
             record_exception(span, exc)
             _record_failure(spark, names, run, now)
-            record_run(span, run)
+            trace_run(span, run)
             raise CdfError(
                 f"silver run {run.run_id} for tenant {tenant} failed: {run.message}"
             ) from exc
         finally:
             for s in staged.values():
                 s.release()
-        record_run(span, run)
+        trace_run(span, run)
     return run
 
 
@@ -211,8 +211,13 @@ def _stage_traced(
             run_id=run.run_id, now=now, parent_keys=parent_keys,
             broadcast_parents=broadcast_parents,
         )  # fmt: skip
-        record_entity(span, staged.counts)
+        set_attributes(span, staged.counts.span_attributes())
     return staged
+
+
+def _finished(run: S.RunSummary) -> S.RunSummary:
+    run.finished_at = datetime.now(timezone.utc)
+    return run
 
 
 def _record_failure(
@@ -220,7 +225,7 @@ def _record_failure(
 ) -> None:
     """Best effort: a run that failed mid-way still leaves a FAILED row in ops.runs."""
     try:
-        ops.record_run(spark, names, _run_row(run, now))
+        ops.record_run(spark, names, _finished(run).row())
     except Exception as exc:  # the original failure is what the caller must see
         logger.warning("could not record failed run %s: %s", run.run_id, type(exc).__name__)
 
@@ -317,37 +322,4 @@ def _file_row(tenant: str, run_id: str, now: datetime, f: S.FileResult) -> dict[
         "status": f.status,
         "error": f.error,
         "note": f.note,
-    }
-
-
-def _run_row(run: S.RunSummary, now: datetime) -> dict[str, Any]:
-    return {
-        "tenant_id": run.tenant,
-        "run_id": run.run_id,
-        "trace_id": run.trace_id,
-        "status": run.status,
-        "message": run.message,
-        "started_at": now,
-        "finished_at": datetime.now(timezone.utc),
-        "duration_s": round(run.seconds, 3),
-        "inputs": [
-            {
-                "entity": f.entity,
-                "file": f.file,
-                "sha256": f.sha256,
-                "rows": f.rows,
-                "status": f.status,
-                "error": f.error,
-                "note": f.note,
-            }
-            for f in run.files
-        ],
-        **{k: run.total(k) for k in S.COUNT_KEYS},
-        "pass_rate": run.pass_rate,
-        "entity_counts": {n: c.as_map() for n, c in run.entities.items()},
-        "violation_counts": run.violations,
-        "snapshots_before": run.snapshots_before,
-        "snapshots_after": run.snapshots_after,
-        "audits": [{"name": a.name, "passed": a.passed, "detail": a.detail} for a in run.audits],
-        "rule_set_version": RULE_SET_VERSION,
     }

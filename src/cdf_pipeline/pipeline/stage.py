@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -27,7 +28,6 @@ from cdf_pipeline.ingest.read import read_normalised
 from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.quarantine import KEY, open_fk_only, quarantine_rows
 from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
-from cdf_pipeline.pipeline.summary import EntityCounts
 from cdf_pipeline.quality.dedupe import (
     DROPPED,
     repeated_keys,
@@ -45,6 +45,7 @@ from cdf_pipeline.quality.normalise import keep_original
 from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE, codes
 from cdf_pipeline.quality.rowhash import ROW_HASH, row_hash
 from cdf_pipeline.quality.rules import validate
+from cdf_pipeline.run_record import EntityCounts
 from cdf_pipeline.telemetry import stage
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,44 @@ def _promotable(
     return passing.withColumn("_promoted_rank", F.row_number().over(w))
 
 
+@dataclass(frozen=True)
+class StagePlan:
+    """How one entity is staged, decided once from sizes (pure: no Spark here).
+
+    Small sets are broadcast to the batch instead of shuffling it; ``max_broadcast`` is
+    ``spark.broadcast_max_rows``.
+    """
+
+    #: Look the parents the batch and the candidates reference up once, and broadcast that set.
+    cut_parents: bool
+    #: Broadcast the parent keys to the FK checks.
+    broadcast_parents: bool
+    max_broadcast: int
+
+    def broadcast(self, rows: int) -> bool:
+        """Whether a set of ``rows`` rows found while staging is small enough to broadcast."""
+        return rows <= self.max_broadcast
+
+
+def plan_stage(
+    rows_read: int, candidates: int | None, parents_small: bool, max_broadcast: int
+) -> StagePlan:
+    """The plan for a batch of ``rows_read`` rows and ``candidates`` quarantined rows waiting
+    for a parent (None: the entity has no foreign keys to re-check)."""
+    small_batch = rows_read <= max_broadcast  # a change batch, not a first load
+    cut = candidates is not None and small_batch and candidates <= max_broadcast
+    return StagePlan(cut, parents_small or cut, max_broadcast)
+
+
+@dataclass
+class _Batch:
+    """The batch while it is staged: rows with their verdicts, and what is counted so far."""
+
+    rows: DataFrame | None
+    counts: EntityCounts
+    rejected: DataFrame | None = None
+
+
 def stage_entity(
     spark: SparkSession,
     settings: Settings,
@@ -184,114 +223,165 @@ def stage_entity(
         broadcast_parents: they are few enough to broadcast to the batch.
     """
     keep: list[DataFrame] = []
-    counts = EntityCounts(read=sum(f.rows or 0 for f in files))
-    # Batches up to this size (rows read; a 1% change batch) broadcast their keys to the big
-    # silver and parent tables instead of shuffling those.
-    max_broadcast = settings.spark.broadcast_max_rows
-    few = counts.read <= max_broadcast
     attrs = {"cdf.entity": entity.name, "cdf.tenant": tenant}
+    counts = EntityCounts(read=sum(f.rows or 0 for f in files))
+    candidates = None
+    n_candidates: int | None = None
+    if entity.foreign_keys and parent_keys is not None:
+        with stage("recheck_quarantine", **attrs):
+            candidates, n_candidates = _fk_candidates(spark, names, entity, tenant, keep)
+    plan = plan_stage(
+        counts.read, n_candidates, broadcast_parents, settings.spark.broadcast_max_rows
+    )
     with stage("read", **attrs, **{"cdf.files": len(files)}):
-        batch = read_normalised(
+        rows = read_normalised(
             spark,
             entity,
             files,
             extra_columns=settings.quality.extra_columns,
             per_file=validated_rows(entity, tenant, settings, now),
         )
-    candidates = None
-    if entity.foreign_keys and parent_keys is not None:
-        with stage("recheck_quarantine", **attrs):
-            candidates, n_candidates = _fk_candidates(spark, names, entity, tenant, keep)
-    if batch is not None:
-        with stage("validate", **attrs):
-            # Materialised: dedupe, the FK check, counting, audits and writes all read it.
-            validated = materialise(batch, keep)
-        # Dedupe and the FK check reduce to small sets (repeated keys and their versions, rows
-        # with missing parents), materialised and broadcast to the validated rows, which are
-        # never shuffled or copied again.
-        with stage("dedupe", **attrs):
-            repeated = materialise(validated.transform(repeated_keys(entity)), keep)
-            versions = materialise(validated.transform(repeated_versions(entity, repeated)), keep)
-            batch = validated.transform(unrepeated_rows(entity, repeated)).unionByName(versions)
-    if candidates is not None and parent_keys is not None and few and n_candidates <= max_broadcast:
+    batch = _Batch(_validated_and_deduplicated(entity, rows, attrs, keep), counts)
+    if plan.cut_parents and parent_keys is not None and candidates is not None:
         # A small batch and few candidates reference few parents: look those up once (one scan
         # of the tenant's parents) and broadcast that small set to every check that follows.
-        children = [candidates] if batch is None else [batch, candidates]
+        children = [candidates] if batch.rows is None else [batch.rows, candidates]
         parent_keys = materialise(referenced_parents(entity, parent_keys, children), keep)
-        broadcast_parents = True
-    if batch is not None:
+    if batch.rows is not None:
         if entity.foreign_keys and parent_keys is not None:
             with stage("fk_check", **attrs):
-                check = missing_references(entity, parent_keys, broadcast_parents=broadcast_parents)
-                missing = materialise(batch.transform(check), keep)
-                small = missing.count() <= max_broadcast
-                batch = batch.transform(flag_missing(entity, missing, broadcast=small))
-        # The batch is not materialised again: a second copy of a million wide rows costs more
-        # (memory pressure, blocks spilled to disk) than reading the validated rows once per use
-        # with the small verdict sets broadcast. Its rows that go nowhere near silver (rejected
-        # and dropped, a few percent) are: they are counted, then written to quarantine.
-        not_valid = materialise(batch.where((F.size(VIOLATIONS) > 0) | F.col(DROPPED)), keep)
-        rejected_rows = not_valid.where(F.size(VIOLATIONS) > 0)
-        _count_not_valid(not_valid, counts)
-
-    promoted = None
-    promoted_keys = None
-    if candidates is not None and parent_keys is not None and n_candidates > 0:
+                batch.rows = _flag_orphans(entity, batch.rows, parent_keys, plan, keep)
+        _set_aside_not_valid(entity, tenant, run_id, now, batch, keep)
+    promoted, promoted_keys = None, None
+    if candidates is not None and parent_keys is not None and n_candidates:
         with stage("recheck_quarantine", **attrs):
-            ranked = materialise(
-                _promotable(entity, candidates, parent_keys, broadcast_parents), keep
-            )
-            promoted_keys = ranked.select(KEY)
-            promoted = ranked.where(F.col("_promoted_rank") == 1)
-            if batch is not None:
-                batch_valid_keys = batch.where(F.size(VIOLATIONS) == 0).select(entity.primary_key)
-                promoted = promoted.join(batch_valid_keys, entity.primary_key, "left_anti")
+            promoted, promoted_keys = _promoted(entity, candidates, parent_keys, plan, batch, keep)
+            counts.promoted = int(promoted.count())
+    classified, valid_keys = _classify(spark, names, entity, tenant, batch, promoted, plan, keep)
+    return StagedEntity(
+        entity, classified, batch.rejected, promoted_keys, counts, keep, valid_keys,
+        parents=parent_keys, broadcast_parents=plan.broadcast_parents,
+    )  # fmt: skip
 
-    valid_parts: list[DataFrame] = []
-    rejected = None
-    if batch is not None:
-        valid_parts.append(
-            batch.where((F.size(VIOLATIONS) == 0) & ~F.col(DROPPED)).select(
+
+def _validated_and_deduplicated(
+    entity: Entity, rows: DataFrame | None, attrs: dict[str, str], keep: list[DataFrame]
+) -> DataFrame | None:
+    """The batch with every rule's verdict, materialised, and in-batch duplicates resolved.
+
+    Dedupe reduces to small sets (repeated keys and their versions), materialised and broadcast
+    to the validated rows, which are never shuffled or copied again.
+    """
+    if rows is None:
+        return None
+    with stage("validate", **attrs):
+        # Materialised: dedupe, the FK check, counting, audits and writes all read it.
+        validated = materialise(rows, keep)
+    with stage("dedupe", **attrs):
+        repeated = materialise(validated.transform(repeated_keys(entity)), keep)
+        versions = materialise(validated.transform(repeated_versions(entity, repeated)), keep)
+        return validated.transform(unrepeated_rows(entity, repeated)).unionByName(versions)
+
+
+def _flag_orphans(
+    entity: Entity, rows: DataFrame, parent_keys: DataFrame, plan: StagePlan, keep: list[DataFrame]
+) -> DataFrame:
+    """``rows`` with an FK violation on each reference to a missing parent."""
+    check = missing_references(entity, parent_keys, broadcast_parents=plan.broadcast_parents)
+    missing = materialise(rows.transform(check), keep)
+    return rows.transform(
+        flag_missing(entity, missing, broadcast=plan.broadcast(int(missing.count())))
+    )
+
+
+def _set_aside_not_valid(
+    entity: Entity,
+    tenant: str,
+    run_id: str,
+    now: datetime,
+    batch: _Batch,
+    keep: list[DataFrame],
+) -> None:
+    """Count the rows that go nowhere near silver and shape the rejected ones for quarantine.
+
+    The batch is not materialised again: a second copy of a million wide rows costs more
+    (memory pressure, blocks spilled to disk) than reading the validated rows once per use with
+    the small verdict sets broadcast. Its rows that are rejected or dropped (a few percent) are.
+    """
+    assert batch.rows is not None
+    not_valid = materialise(batch.rows.where((F.size(VIOLATIONS) > 0) | F.col(DROPPED)), keep)
+    _count_not_valid(not_valid, batch.counts)
+    rejected = not_valid.where(F.size(VIOLATIONS) > 0)
+    batch.rejected = rejected.transform(quarantine_rows(entity, tenant, run_id, now))
+
+
+def _promoted(
+    entity: Entity,
+    candidates: DataFrame,
+    parent_keys: DataFrame,
+    plan: StagePlan,
+    batch: _Batch,
+    keep: list[DataFrame],
+) -> tuple[DataFrame, DataFrame]:
+    """(quarantined rows whose parents arrived, newest per key and not sent again in this batch;
+    the quarantine keys they resolve)."""
+    ranked = materialise(_promotable(entity, candidates, parent_keys, plan.broadcast_parents), keep)
+    promoted = ranked.where(F.col("_promoted_rank") == 1)
+    if batch.rows is not None:
+        batch_valid_keys = batch.rows.where(F.size(VIOLATIONS) == 0).select(entity.primary_key)
+        promoted = promoted.join(batch_valid_keys, entity.primary_key, "left_anti")
+    return promoted, ranked.select(KEY)
+
+
+def _classify(
+    spark: SparkSession,
+    names: TableNames,
+    entity: Entity,
+    tenant: str,
+    batch: _Batch,
+    promoted: DataFrame | None,
+    plan: StagePlan,
+    keep: list[DataFrame],
+) -> tuple[DataFrame | None, DataFrame | None]:
+    """The valid rows (batch and promoted) with their merge outcome against silver, counted;
+    and their keys when materialised here."""
+    valid_frames: list[DataFrame] = []
+    if batch.rows is not None:
+        valid_frames.append(
+            batch.rows.where((F.size(VIOLATIONS) == 0) & ~F.col(DROPPED)).select(
                 *entity.field_names, "_source_file", ROW_HASH
             )
         )
-        rejected = rejected_rows.transform(quarantine_rows(entity, tenant, run_id, now))
     if promoted is not None:
-        valid_parts.append(
+        valid_frames.append(
             promoted.select(*entity.field_names, "_source_file", row_hash(entity).alias(ROW_HASH))
         )
-
-    classified = None
+    if not valid_frames:
+        return None, None
+    valid = reduce(lambda a, b: a.unionByName(b), valid_frames)
+    counts = batch.counts
+    current = merge.silver_state(spark, names, entity, tenant)
     valid_keys = None
-    if valid_parts:
-        valid = valid_parts[0]
-        for extra in valid_parts[1:]:
-            valid = valid.unionByName(extra)
-        if promoted is not None:
-            counts.promoted = int(promoted.count())
-        current = merge.silver_state(spark, names, entity, tenant)
-        with stage("classify", **attrs):
-            if tenant_rows(spark, names.silver(entity), tenant) == 0:
-                # The tenant's first load: every key is new, no join with silver needed, and
-                # nothing read from silver that a write could change under us. The valid keys
-                # (for the FK check of children and the audits) are materialised, and counted:
-                # a scan of its own, separate from the one that counted the rejected rows.
-                classified = valid.withColumn(merge.OUTCOME, F.lit(merge.INSERT))
-                valid_keys = materialise(_keys_of(entity, classified), keep)
-                by_outcome = {merge.INSERT: int(valid_keys.count())}
-            else:
-                few_rows = counts.read + counts.promoted <= max_broadcast
-                classify = merge.classify(entity, current, few_rows=few_rows)
-                classified = materialise(valid.transform(classify), keep)
-                by_outcome = {
-                    r[0]: int(r[1]) for r in classified.groupBy(merge.OUTCOME).count().collect()
-                }
-        for outcome in merge.MERGE_OUTCOMES:
-            setattr(counts, outcome, by_outcome.get(outcome, 0))
-    return StagedEntity(
-        entity, classified, rejected, promoted_keys, counts, keep, valid_keys,
-        parents=parent_keys, broadcast_parents=broadcast_parents,
-    )  # fmt: skip
+    with stage("classify", **{"cdf.entity": entity.name, "cdf.tenant": tenant}):
+        if tenant_rows(spark, names.silver(entity), tenant) == 0:
+            # The tenant's first load: every key is new, no join with silver needed, and nothing
+            # read from silver that a write could change under us. The valid keys (for the FK
+            # check of children and the audits) are materialised, and counted: a scan of its
+            # own, separate from the one that counted the rejected rows.
+            classified = valid.withColumn(merge.OUTCOME, F.lit(merge.INSERT))
+            valid_keys = materialise(_keys_of(entity, classified), keep)
+            by_outcome = {merge.INSERT: int(valid_keys.count())}
+        else:
+            few_rows = plan.broadcast(counts.read + counts.promoted)
+            classified = materialise(
+                valid.transform(merge.classify(entity, current, few_rows=few_rows)), keep
+            )
+            by_outcome = {
+                r[0]: int(r[1]) for r in classified.groupBy(merge.OUTCOME).count().collect()
+            }
+    for outcome in merge.MERGE_OUTCOMES:
+        setattr(counts, outcome, by_outcome.get(outcome, 0))
+    return classified, valid_keys
 
 
 def _keys_of(entity: Entity, rows: DataFrame) -> DataFrame:

@@ -1,7 +1,9 @@
 """Tenant-scoped foreign-key checks, scalar and array, as joins (nothing collected).
 
-``parent_keys`` must hold only the current tenant's parent keys (one column, ``key``): a child
-pointing at another tenant's parent is then an orphan by construction. Each violation names the
+``parent_keys`` must hold only the current tenant's parent keys, two columns: the parent entity
+(``_parent``) and its key (``key``), so each foreign key is checked against its own parent's keys
+(an entity may reference several parents; an id of the wrong parent is an orphan). A child
+pointing at another tenant's parent is an orphan by construction. Each violation names the
 missing ids, sorted and comma-separated.
 """
 
@@ -20,12 +22,20 @@ from cdf_pipeline.quality.reasons import VIOLATIONS, append_violations, reason
 Transform = Callable[[DataFrame], DataFrame]
 
 PARENT_KEY = "key"
+PARENT_ENTITY = "_parent"
+
+
+def tagged_keys(keys: DataFrame, parent: str) -> DataFrame:
+    """``(_parent, key)`` from a one-column frame of ``parent``'s keys."""
+    return keys.select(F.lit(parent).alias(PARENT_ENTITY), F.col(PARENT_KEY))
 
 
 def _references(df: DataFrame, entity: Entity, *keep: str) -> DataFrame:
-    """``(*keep, _fk, _ref)``: one row per non-null id a row references, through any foreign key
-    (``_fk``: the key's position in ``entity.foreign_keys``). One pass over ``df`` for all keys.
+    """``(*keep, _fk, _ref, _parent)``: one row per non-null id a row references, through any
+    foreign key (``_fk``: the key's position in ``entity.foreign_keys``; ``_parent``: the entity
+    it must exist in). One pass over ``df`` for all keys.
     """
+    parent_of = F.array(*(F.lit(fk.entity) for fk in entity.foreign_keys))
     tagged = []
     for i, fk in enumerate(entity.foreign_keys):
         ids = (
@@ -35,7 +45,12 @@ def _references(df: DataFrame, entity: Entity, *keep: str) -> DataFrame:
         )
         tag = F.array_repeat(F.lit(i), F.size(ids))
         tagged.append(F.arrays_zip(tag.alias("_fk"), ids.alias("_ref")))
-    return df.select(*keep, F.inline(F.concat(*tagged))).where(F.col("_ref").isNotNull())
+    refs = df.select(*keep, F.inline(F.concat(*tagged))).where(F.col("_ref").isNotNull())
+    return refs.withColumn(PARENT_ENTITY, parent_of[F.col("_fk")])
+
+
+def _found_in(refs: DataFrame, parents: DataFrame) -> Column:
+    return (refs["_ref"] == parents[PARENT_KEY]) & (refs[PARENT_ENTITY] == parents[PARENT_ENTITY])
 
 
 def _missing_ids(
@@ -57,9 +72,10 @@ def _missing_ids(
     if broadcast_parents:
         parents = F.broadcast(parents)
     elif few_children:
-        wanted = refs.select(F.col("_ref").alias(PARENT_KEY)).distinct()
-        parents = F.broadcast(parents.join(F.broadcast(wanted), PARENT_KEY, "left_semi"))
-    missing = refs.join(parents, refs["_ref"] == parents[PARENT_KEY], "left_anti")
+        wanted = refs.select(PARENT_ENTITY, F.col("_ref").alias(PARENT_KEY)).distinct()
+        on = [PARENT_ENTITY, PARENT_KEY]
+        parents = F.broadcast(parents.join(F.broadcast(wanted), on, "left_semi"))
+    missing = refs.join(parents, _found_in(refs, parents), "left_anti")
     per_key = []
     for i, fk in enumerate(entity.foreign_keys):
         ids = F.array_sort(F.collect_set(F.when(F.col("_fk") == i, F.col("_ref"))))
@@ -88,7 +104,7 @@ def missing_references(
     ``broadcast_parents`` when the parent keys are.
     """
     # No distinct(): an anti-join finds the same references whether a key appears once or twice.
-    parents = parent_keys.select(F.col(PARENT_KEY))
+    parents = parent_keys.select(PARENT_ENTITY, PARENT_KEY)
 
     def _apply(df: DataFrame) -> DataFrame:
         checked = df.where(_checked(df))
@@ -107,11 +123,14 @@ def referenced_parents(
     parents.
     """
     refs = [
-        _references(df.where(_checked(df)), entity).select(F.col("_ref").alias(PARENT_KEY))
+        _references(df.where(_checked(df)), entity).select(
+            PARENT_ENTITY, F.col("_ref").alias(PARENT_KEY)
+        )
         for df in children
     ]
     wanted = reduce(lambda a, b: a.unionByName(b), refs).distinct()
-    return parent_keys.select(PARENT_KEY).join(F.broadcast(wanted), PARENT_KEY, "left_semi")
+    on = [PARENT_ENTITY, PARENT_KEY]
+    return parent_keys.select(*on).join(F.broadcast(wanted), on, "left_semi")
 
 
 def flag_missing(entity: Entity, missing: DataFrame, *, broadcast: bool = False) -> Transform:
