@@ -121,7 +121,8 @@ class TelemetrySettings(_Section):
     jsonl_path: str = "{root}/telemetry/spans.jsonl"
 
 
-#: The layers :func:`load_settings` puts under the flags, highest priority first.
+#: The layers :func:`load_settings` puts under the flags, highest priority first: a context
+#: variable, because pydantic-settings asks the class for its sources, not the call.
 _layers: ContextVar[tuple[PydanticBaseSettingsSource, ...]] = ContextVar("_layers", default=())
 
 
