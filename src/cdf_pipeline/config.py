@@ -1,27 +1,38 @@
-"""Typed, layered configuration: ``base`` <- profile <- tenant <- environment variables.
+"""Typed, layered configuration: ``base`` <- profile <- tenant <- environment <- command-line flags.
 
 Files live in a ``conf/`` folder (``conf/base.yaml``, ``conf/<profile>.yaml``,
 ``conf/tenants/<tenant>.yaml``). Environment variables ``CDF__SECTION__KEY=value`` override any
-key (``CDF__SPARK__MASTER=local[4]``); ``CDF_ROOT`` sets the local root. Everything is validated
-when loaded: an unknown key, a wrong type or a missing file fails with the file, the key and a hint.
-Credentials never live here: they come from the environment or the AWS default chain.
+key (``CDF__SPARK__MASTER=local[4]``); ``CDF_ROOT`` sets the local root. pydantic-settings does
+the layering (one settings source per layer, merged key by key) and reads the environment (prefix
+``CDF__``, sections split at ``__``). Everything is validated when loaded: an unknown key, a wrong
+type or a missing file fails with the file, the key and a hint. Credentials never live here: they
+come from the environment or the AWS default chain.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from cdf_pipeline.exceptions import ConfigError
 from cdf_pipeline.tenants import validate_tenant_id
 
 PROFILES = ("local", "docker", "aws", "jdbc")
-ENV_PREFIX = "CDF__"
 
 
 _URI_SECRET = re.compile(r"//[^/@]*:[^/@]*@|[?&;](password|secret|token)=", re.IGNORECASE)
@@ -110,8 +121,17 @@ class TelemetrySettings(_Section):
     jsonl_path: str = "{root}/telemetry/spans.jsonl"
 
 
-class Settings(_Section):
+#: The layers :func:`load_settings` puts under the flags, highest priority first: a context
+#: variable, because pydantic-settings asks the class for its sources, not the call.
+_layers: ContextVar[tuple[PydanticBaseSettingsSource, ...]] = ContextVar("_layers", default=())
+
+
+class Settings(BaseSettings):
     """The whole configuration of one run."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_prefix="CDF__", env_nested_delimiter="__"
+    )
 
     profile: str = "local"
     tenant: str | None = None
@@ -128,6 +148,19 @@ class Settings(_Section):
     @classmethod
     def _tenant_ok(cls, v: str | None) -> str | None:
         return None if v is None else validate_tenant_id(v)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The keyword arguments (command-line flags) over the layers of :func:`load_settings`;
+        ``Settings(...)`` outside it reads neither files nor the environment."""
+        return (init_settings, *_layers.get())
 
     def path(self, template: str) -> str:
         """Expand ``{root}`` in a configured location."""
@@ -170,32 +203,27 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+class _Environment(EnvSettingsSource):
+    """``CDF__SECTION__KEY`` (pydantic-settings' nested delimiter) and ``CDF_ROOT`` from
+    ``environ``, a mapping given to :func:`load_settings` (pydantic-settings reads os.environ)."""
 
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(Settings)
 
-def _env_layer(environ: dict[str, str]) -> dict[str, Any]:
-    """``CDF__A__B=v`` -> ``{"a": {"b": "v"}}`` (values parsed as YAML scalars)."""
-    layer: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
-        if not keys:
-            continue
-        node = layer
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = yaml.safe_load(raw) if raw else raw
-    if root := environ.get("CDF_ROOT"):
-        layer["root"] = root
-    return layer
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self.environ.items()}
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        prefix = self.env_prefix.lower()  # names are matched lower-cased
+        for name, value in self.env_vars.items():
+            key = name[len(prefix) :].split("__")[0]
+            if name.startswith(prefix) and key not in Settings.model_fields:
+                data[key] = value  # skipped by pydantic-settings; validation names it unknown
+        if root := self.environ.get("CDF_ROOT"):
+            data["root"] = root
+        return data
 
 
 def _explain(exc: ValidationError, sources: list[str]) -> str:
@@ -218,7 +246,7 @@ def load_settings(
     tenant: str | None = None,
     conf_dir: Path | None = None,
     overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Load and validate the settings of ``profile`` (and ``tenant``, when given).
 
@@ -233,33 +261,26 @@ def load_settings(
         ConfigError: naming the file and key at fault and how to fix it.
     """
     conf = conf_dir or default_conf_dir()
-    env = dict(os.environ if environ is None else environ)
     if tenant is not None:
         validate_tenant_id(tenant)
-    base_file = conf / "base.yaml"
-    profile_file = conf / f"{profile}.yaml"
-    if not base_file.is_file():
+    files = [conf / "base.yaml", conf / f"{profile}.yaml"]
+    if not files[0].is_file():
         raise ConfigError(
-            f"config file {base_file} not found: run from the project folder or set CDF_CONF_DIR"
+            f"config file {files[0]} not found: run from the project folder or set CDF_CONF_DIR"
         )
-    if not profile_file.is_file():
+    if not files[1].is_file():
         known = sorted(p.stem for p in conf.glob("*.yaml") if p.stem != "base")
-        raise ConfigError(
-            f"unknown profile {profile!r}: no {profile_file}; known profiles: {known}"
-        )
-    sources = [str(base_file), str(profile_file)]
-    data = _merge(_read_yaml(base_file), _read_yaml(profile_file))
-    if tenant is not None:
-        tenant_file = conf / "tenants" / f"{tenant}.yaml"
-        if tenant_file.is_file():
-            data = _merge(data, _read_yaml(tenant_file))
-            sources.append(str(tenant_file))
-    env_layer = _env_layer(env)
-    if env_layer:
-        data = _merge(data, env_layer)
-        sources.append("environment (CDF_ROOT / CDF__*)")
-    data = _merge(data, {"profile": profile, "tenant": tenant, **(overrides or {})})
+        raise ConfigError(f"unknown profile {profile!r}: no {files[1]}; known profiles: {known}")
+    if tenant is not None and (conf / "tenants" / f"{tenant}.yaml").is_file():
+        files.append(conf / "tenants" / f"{tenant}.yaml")
+    env = _Environment(os.environ if environ is None else environ)
+    token = _layers.set((env, *(InitSettingsSource(Settings, _read_yaml(f)) for f in files[::-1])))
     try:
-        return Settings.model_validate(data)
+        sources = [str(f) for f in files] + (["environment (CDF_ROOT / CDF__*)"] if env() else [])
+        return Settings(**{"profile": profile, "tenant": tenant, **(overrides or {})})
     except ValidationError as exc:
         raise ConfigError(_explain(exc, sources)) from None
+    except SettingsError as exc:  # CDF__<SECTION>=<not JSON>
+        raise ConfigError(f"invalid environment variable (CDF__*): {exc}") from None
+    finally:
+        _layers.reset(token)

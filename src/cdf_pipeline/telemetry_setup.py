@@ -15,6 +15,14 @@ What :func:`install` sets up, when anything is enabled:
   ``TRACEPARENT`` alone (exporters off) still installs a non-exporting tracer, so the run's
   ``ops.runs.trace_id`` names the launcher's trace.
 
+The SDK reads the standard variables itself: the OTLP exporters their endpoints, headers,
+compression and certificates; the resource ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES``; the
+tracer provider the sampler; the processors ``OTEL_BSP_*`` and ``OTEL_METRIC_EXPORT_*``. This module
+reads only what the SDK leaves to its (global, set-once) auto-configuration or gets wrong: which
+exporters (``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``, ``OTEL_SDK_DISABLED``), the
+profile's defaults when no such variable is set, and the OTLP timeout, which the specification
+gives in milliseconds (the Python exporter would read seconds).
+
 Telemetry never fails a job and never slows it beyond a bound: a setup error is one warning and
 the job runs untraced; each OTLP request gives up after the export timeout; :func:`shutdown` waits
 at most that timeout plus :data:`SHUTDOWN_MARGIN_S` in total, then abandons what is left.
@@ -46,12 +54,8 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = "cdf-pipeline"
 TRACES_EXPORTERS = ("otlp", "console", "jsonl")
 METRICS_EXPORTERS = ("otlp", "console")
-DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
 #: Slack on top of the export timeout for :func:`shutdown` (thread start-up, exporter shutdown).
 SHUTDOWN_MARGIN_S = 0.5
-#: A timeout variable above this many "seconds" was surely meant in milliseconds, the unit of the
-#: specification (the Python OTLP exporter reads seconds): 10000 means 10 s, not 2.8 hours.
-_MAX_TIMEOUT_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,11 @@ class Plan:
 
     traces: tuple[str, ...]
     metrics: tuple[str, ...]
-    traces_endpoint: str
-    metrics_endpoint: str
+    #: The profile's OTLP URL of each signal; None when an ``OTEL_EXPORTER_OTLP_*ENDPOINT``
+    #: variable is set or the profile has none: the exporter then resolves it (default
+    #: ``http://localhost:4318/v1/<signal>``).
+    traces_endpoint: str | None
+    metrics_endpoint: str | None
     traces_timeout_s: float
     metrics_timeout_s: float
     jsonl_path: str | None
@@ -82,44 +89,41 @@ class Plan:
 def _exporters(
     environ: Mapping[str, str], var: str, default: str, supported: Sequence[str]
 ) -> tuple[str, ...]:
-    raw = environ.get(var, "").strip() or default
-    out: list[str] = []
-    for name in (n.strip().lower() for n in raw.split(",")):
-        if not name or name == "none" or name in out:
-            continue
-        if name not in supported:
+    names = [n.strip().lower() for n in (environ.get(var, "").strip() or default).split(",")]
+    for name in names:
+        if name not in (*supported, "none", ""):
             logger.warning(
                 "%s: exporter %r is not available here (choose from %s); ignored",
                 var,
                 name,
                 ", ".join(supported),
             )
+    return tuple(dict.fromkeys(n for n in names if n in supported))
+
+
+def _profile_endpoint(environ: Mapping[str, str], signal: str, base: str | None) -> str | None:
+    """The profile's URL for ``signal``, unless a variable names one (the exporter reads it)."""
+    variables = ("OTEL_EXPORTER_OTLP_ENDPOINT", f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    if base is None or any(environ.get(v, "").strip() for v in variables):
+        return None
+    return f"{base.rstrip('/')}/v1/{signal}"
+
+
+def _timeout_s(environ: Mapping[str, str], signal: str, default_s: float) -> float:
+    """``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT``, else ``OTEL_EXPORTER_OTLP_TIMEOUT``, in
+    milliseconds as the specification has it, else the profile's seconds."""
+    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        raw = environ.get(var, "").strip()
+        if not raw:
             continue
-        out.append(name)
-    return tuple(out)
-
-
-def _seconds(environ: Mapping[str, str], var: str) -> float | None:
-    raw = environ.get(var, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        logger.warning("%s=%r is not a number of seconds; ignored", var, raw)
-        return None
-    if value <= 0:
-        logger.warning("%s=%r must be positive; ignored", var, raw)
-        return None
-    return value / 1000 if value > _MAX_TIMEOUT_SECONDS else value
-
-
-def _endpoint(environ: Mapping[str, str], signal: str, configured: str | None) -> str:
-    """The signal's URL: its own variable as is, else a base URL + ``/v1/<signal>``."""
-    if own := environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "").strip():
-        return own
-    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or configured
-    return f"{(base or DEFAULT_OTLP_ENDPOINT).rstrip('/')}/v1/{signal}"
+        try:
+            millis = float(raw)
+        except ValueError:
+            millis = 0.0
+        if millis > 0:
+            return millis / 1000
+        logger.warning("%s=%r is not a positive number of milliseconds; ignored", var, raw)
+    return default_s
 
 
 def _check_protocol(environ: Mapping[str, str], signal: str) -> None:
@@ -131,25 +135,17 @@ def _check_protocol(environ: Mapping[str, str], signal: str) -> None:
 
 
 def make_plan(settings: Settings, environ: Mapping[str, str] | None = None) -> Plan:
-    """Resolve exporters, endpoints, timeouts and the JSON-lines file; OTEL_* variables first."""
+    """Resolve exporters, the profile's endpoints, timeouts and the JSON-lines file."""
     env = os.environ if environ is None else environ
     conf = settings.telemetry
-    disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-    traces = (
-        ()
-        if disabled
-        else _exporters(env, "OTEL_TRACES_EXPORTER", conf.traces_exporter, TRACES_EXPORTERS)
-    )
-    metrics = (
-        ()
-        if disabled
-        else _exporters(env, "OTEL_METRICS_EXPORTER", conf.metrics_exporter, METRICS_EXPORTERS)
-    )
-    common = _seconds(env, "OTEL_EXPORTER_OTLP_TIMEOUT") or conf.export_timeout_seconds
-    if "otlp" in traces:
-        _check_protocol(env, "traces")
-    if "otlp" in metrics:
-        _check_protocol(env, "metrics")
+    traces: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() != "true":
+        traces = _exporters(env, "OTEL_TRACES_EXPORTER", conf.traces_exporter, TRACES_EXPORTERS)
+        metrics = _exporters(env, "OTEL_METRICS_EXPORTER", conf.metrics_exporter, METRICS_EXPORTERS)
+    for signal, names in (("traces", traces), ("metrics", metrics)):
+        if "otlp" in names:
+            _check_protocol(env, signal)
     jsonl_path: str | None = None
     if "jsonl" in traces:
         path = settings.path(conf.jsonl_path).removeprefix("file://")
@@ -164,10 +160,10 @@ def make_plan(settings: Settings, environ: Mapping[str, str] | None = None) -> P
     return Plan(
         traces=traces,
         metrics=metrics,
-        traces_endpoint=_endpoint(env, "traces", conf.otlp_endpoint),
-        metrics_endpoint=_endpoint(env, "metrics", conf.otlp_endpoint),
-        traces_timeout_s=_seconds(env, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or common,
-        metrics_timeout_s=_seconds(env, "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT") or common,
+        traces_endpoint=_profile_endpoint(env, "traces", conf.otlp_endpoint),
+        metrics_endpoint=_profile_endpoint(env, "metrics", conf.otlp_endpoint),
+        traces_timeout_s=_timeout_s(env, "traces", conf.export_timeout_seconds),
+        metrics_timeout_s=_timeout_s(env, "metrics", conf.export_timeout_seconds),
         jsonl_path=jsonl_path,
         profile=settings.profile,
     )
@@ -226,9 +222,9 @@ def install(
     logger.debug(
         "telemetry on: traces %s -> %s, metrics %s -> %s, timeout %.1f s%s",
         ",".join(plan.traces) or "none",
-        telemetry.safe_value(plan.jsonl_path or plan.traces_endpoint),
+        telemetry.safe_value(plan.jsonl_path or plan.traces_endpoint or "OTEL_EXPORTER_OTLP_*"),
         ",".join(plan.metrics) or "none",
-        telemetry.safe_value(plan.metrics_endpoint),
+        telemetry.safe_value(plan.metrics_endpoint or "OTEL_EXPORTER_OTLP_*"),
         plan.timeout_s,
         ", parent from TRACEPARENT" if parent is not None else "",
     )
@@ -295,7 +291,6 @@ def _metric_readers(plan: Plan) -> list[MetricReader]:
     )
 
     out: list[MetricReader] = []
-    own_timeout = not os.environ.get("OTEL_METRIC_EXPORT_TIMEOUT")
     for name in plan.metrics:
         if name == "otlp":
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -305,12 +300,7 @@ def _metric_readers(plan: Plan) -> list[MetricReader]:
             )
         else:
             exporter = ConsoleMetricExporter(out=sys.stderr)
-        out.append(
-            PeriodicExportingMetricReader(
-                exporter,
-                export_timeout_millis=plan.metrics_timeout_s * 1000 if own_timeout else None,
-            )
-        )
+        out.append(PeriodicExportingMetricReader(exporter))  # OTEL_METRIC_EXPORT_*: the SDK's
     return out
 
 

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from cdf_pipeline.config import PROFILES, Settings, load_settings
 from cdf_pipeline.exceptions import ConfigError, InvalidTenantError
@@ -104,6 +105,48 @@ def test_unknown_env_key_is_rejected_too() -> None:
         load(environ={"CDF__SPARK__MASTR": "local[4]"})
     assert "unknown key 'spark.mastr'" in str(err.value)
     assert "environment (CDF_ROOT / CDF__*)" in str(err.value)
+
+
+def test_unknown_top_level_env_key_and_a_section_that_is_not_json_are_rejected() -> None:
+    with pytest.raises(ConfigError, match="unknown key 'bogus'"):
+        load(environ={"CDF__BOGUS": "1"})
+    with pytest.raises(ConfigError, match=r"CDF__\*.*field \"spark\""):
+        load(environ={"CDF__SPARK": "master=local[4]"})
+
+
+def test_env_values_take_the_type_of_their_key() -> None:
+    settings = load(
+        environ={
+            "CDF__SPARK__SHUFFLE_PARTITIONS": "2",
+            "CDF__STORAGE__S3_PATH_STYLE": "true",
+            "CDF__CATALOG__PROPERTIES__CLIENT_REGION": "eu-west-1",  # one entry of a mapping
+            "CDF__TELEMETRY": '{"traces_exporter": "jsonl"}',  # a whole section, as JSON
+            "cdf__spark__master": "local[4]",  # names are case-insensitive
+        }
+    )
+    assert settings.spark.shuffle_partitions == 2
+    assert settings.storage.s3_path_style is True
+    assert settings.catalog.properties == {"client_region": "eu-west-1"}
+    assert settings.telemetry.traces_exporter == "jsonl"
+    assert settings.spark.master == "local[4]"
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.root = "/elsewhere"  # type: ignore[misc]
+
+
+def test_a_credential_in_a_uri_is_refused_without_echoing_it() -> None:
+    uri = "jdbc:postgresql://cdf:s3cr3t-pw@db:5432/cdf"
+    with pytest.raises(ConfigError) as err:
+        load("jdbc", environ={"CDF__CATALOG__URI": uri})
+    assert "key 'catalog.uri'" in str(err.value) and "credential" in str(err.value)
+    assert "s3cr3t-pw" not in str(err.value)
+
+
+def test_the_environment_is_read_by_load_settings_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDF__SPARK__MASTER", "local[3]")
+    monkeypatch.setenv("CDF_ROOT", "/from-env")
+    assert (Settings().spark.master, Settings().root) == ("local[2]", "./lakehouse")
+    loaded = load_settings("local", conf_dir=CONF)  # environ defaults to os.environ
+    assert (loaded.spark.master, loaded.root) == ("local[3]", "/from-env")
 
 
 def test_wrong_type_names_the_key_and_the_value(tmp_path: Path) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OtelCapture, free_port, start_capture
+from conftest import OtelCapture, OtlpReceiver, free_port, start_capture
 
 from cdf_pipeline import run_record as S
 from cdf_pipeline import telemetry, telemetry_setup
@@ -59,17 +60,28 @@ def test_otel_variables_win_over_the_profile(tmp_path: Path) -> None:
             "OTEL_TRACES_EXPORTER": "console, jsonl",
             "OTEL_METRICS_EXPORTER": "none",
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.example:4318/",
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics.example/custom",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "10000",  # milliseconds, as the spec has it
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2000",
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "250",
         },
     )
     assert plan.traces == ("console", "jsonl")
     assert plan.metrics == ()
-    assert plan.traces_endpoint == "http://collector.example:4318/v1/traces"
-    assert plan.metrics_endpoint == "http://metrics.example/custom"
-    assert (plan.traces_timeout_s, plan.metrics_timeout_s) == (10.0, 2.0)
+    # An endpoint variable set: the profile's URL is not passed, the exporter reads the variable.
+    assert (plan.traces_endpoint, plan.metrics_endpoint) == (None, None)
+    assert (plan.traces_timeout_s, plan.metrics_timeout_s) == (0.25, 2.0)
     assert plan.jsonl_path == str(tmp_path / "telemetry" / "spans.jsonl")  # {root} expanded
+
+
+def test_otlp_timeouts_are_milliseconds_as_the_specification_says(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    docker = load_settings("docker", environ={})
+    plan = telemetry_setup.make_plan(docker, {"OTEL_EXPORTER_OTLP_TIMEOUT": "10"})
+    assert plan.timeout_s == 0.01  # 10 ms (the Python exporter alone would read 10 s)
+    with caplog.at_level(logging.WARNING):
+        plan = telemetry_setup.make_plan(docker, {"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "5s"})
+    assert plan.metrics_timeout_s == 5.0  # the profile's export_timeout_seconds
+    assert "is not a positive number of milliseconds" in caplog.text
 
 
 def test_sdk_disabled_and_unknown_exporters(caplog: pytest.LogCaptureFixture) -> None:
@@ -109,6 +121,16 @@ def test_service_name_and_resource_attributes_come_from_the_environment(
     resource = resource_of_a_span()
     assert resource["service.name"] == "nightly-cdf"
     assert resource["team"] == "data"
+
+
+def test_the_sampler_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")  # read by the SDK's TracerProvider
+    capture = start_capture(local(tmp_path))
+    with telemetry.stage("s"):
+        pass
+    assert capture.spans() == []
 
 
 # --- spans and metrics -------------------------------------------------------------------------
@@ -250,6 +272,56 @@ def test_jsonl_exporter_writes_one_object_per_span(tmp_path: Path) -> None:
     assert outer["resource"]["service.name"] == "cdf-pipeline"
 
 
+@pytest.mark.parametrize("per_signal", [False, True], ids=["base-url", "per-signal-urls"])
+def test_the_otlp_exporters_read_their_endpoints_from_the_environment(
+    per_signal: bool, tmp_path: Path, otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profile names a closed port, the variables the receiver: the SDK's exporters (given no
+    endpoint of ours when a variable is set) send to the receiver."""
+    settings = local(
+        tmp_path,
+        traces_exporter="otlp",
+        metrics_exporter="otlp",
+        otlp_endpoint=f"http://127.0.0.1:{free_port()}",
+        export_timeout_seconds=2,
+    )
+    if per_signal:
+        for signal in ("traces", "metrics"):
+            url = f"{otlp_receiver.url}/v1/{signal}"
+            monkeypatch.setenv(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", url)
+    else:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.url)
+    assert telemetry_setup.install(settings) is not None
+    with telemetry.stage("probe"):
+        pass
+    telemetry_setup.shutdown()
+    assert [s["name"] for s in otlp_receiver.spans()] == ["probe"]
+    assert telemetry.DURATION_METRIC in otlp_receiver.metric_points()
+
+
+def test_the_otlp_exporter_gives_up_after_the_timeout_in_milliseconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collector that accepts connections and never answers: a flush returns after
+    ``OTEL_EXPORTER_OTLP_TIMEOUT`` milliseconds (the exporter alone would read 300 s)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        monkeypatch.setenv(
+            "OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}"
+        )
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "300")
+        installed = telemetry_setup.install(local(tmp_path, traces_exporter="otlp"))
+        assert installed is not None and installed.tracer_provider is not None
+        assert installed.plan.timeout_s == 0.3
+        with telemetry.stage("probe"):
+            pass
+        started = time.perf_counter()
+        installed.tracer_provider.force_flush(timeout_millis=20_000)
+        assert time.perf_counter() - started < 3
+        telemetry_setup.shutdown()
+
+
 def test_a_dead_collector_costs_at_most_the_export_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -276,7 +348,7 @@ def test_a_dead_collector_costs_at_most_the_export_timeout(
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", str(timeout_s))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", str(int(timeout_s * 1000)))  # milliseconds
     started = time.perf_counter()
     assert main([*args, "--root", str(tmp_path / "on")]) == 0
     traced = time.perf_counter() - started
