@@ -38,6 +38,9 @@ PROFILES = ("local", "docker", "aws", "jdbc")
 _URI_SECRET = re.compile(r"//[^/@]*:[^/@]*@|[?&;](password|secret|token)=", re.IGNORECASE)
 
 
+_SECRET_KEY = re.compile(r"password|secret|token|access-key|credential", re.IGNORECASE)
+
+
 def _no_credentials(value: str | None) -> str | None:
     """Credentials never live in configuration; a URI that carries one is refused unprinted."""
     if value and _URI_SECRET.search(value):
@@ -66,6 +69,18 @@ class CatalogSettings(_Section):
     _uri_ok = field_validator("uri", "warehouse")(_no_credentials)
     #: Extra catalog properties passed as ``spark.sql.catalog.<name>.<key>`` (no secrets here).
     properties: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("properties")
+    @classmethod
+    def _no_secret_properties(cls, props: dict[str, str]) -> dict[str, str]:
+        for key, value in props.items():
+            if _SECRET_KEY.search(key):
+                raise ValueError(
+                    f"catalog.properties.{key} would hold a credential; remove it and use "
+                    "PGUSER/PGPASSWORD, ~/.pgpass or the AWS default chain instead"
+                )
+            _no_credentials(value)
+        return props
 
 
 class SparkSettings(_Section):
@@ -97,6 +112,8 @@ class StorageSettings(_Section):
     s3_region: str | None = None
     #: Path-style bucket addressing; default: on for a custom endpoint, off for AWS.
     s3_path_style: bool | None = None
+
+    _uris_ok = field_validator("raw", "labels", "s3_endpoint_url")(_no_credentials)
 
 
 class QualitySettings(_Section):
@@ -135,6 +152,8 @@ class Settings(BaseSettings):
 
     profile: str = "local"
     tenant: str | None = None
+    #: The tenant's own file, when it has one (set by :func:`load_settings`, not configured).
+    tenant_file: str | None = None
     root: str = "./lakehouse"
     catalog: CatalogSettings = CatalogSettings()
     spark: SparkSettings = SparkSettings()
@@ -277,7 +296,9 @@ def load_settings(
     token = _layers.set((env, *(InitSettingsSource(Settings, _read_yaml(f)) for f in files[::-1])))
     try:
         sources = [str(f) for f in files] + (["environment (CDF_ROOT / CDF__*)"] if env() else [])
-        return Settings(**{"profile": profile, "tenant": tenant, **(overrides or {})})
+        tenant_file = str(files[2]) if len(files) > 2 else None
+        fixed = {"profile": profile, "tenant": tenant, "tenant_file": tenant_file}
+        return Settings(**{**fixed, **(overrides or {})})
     except ValidationError as exc:
         raise ConfigError(_explain(exc, sources)) from None
     except SettingsError as exc:  # CDF__<SECTION>=<not JSON>

@@ -17,7 +17,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from cdf_pipeline import run_record as S
-from cdf_pipeline.config import Settings, default_conf_dir
+from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES, RULE_SET_VERSION, Entity
 from cdf_pipeline.contracts.order import dependency_order
 from cdf_pipeline.exceptions import CdfError
@@ -84,9 +84,11 @@ def _snapshots(spark: SparkSession, names: TableNames) -> dict[str, int]:
     return current_snapshot_ids(spark, tables)
 
 
-def _is_known(spark: SparkSession, names: TableNames, tenant: str, any_files: bool) -> bool:
-    conf_file = default_conf_dir() / "tenants" / f"{tenant}.yaml"
-    return any_files or conf_file.is_file() or ops.has_history(spark, names, tenant)
+def _is_known(
+    spark: SparkSession, settings: Settings, names: TableNames, tenant: str, any_files: bool
+) -> bool:
+    configured = settings.tenant == tenant and settings.tenant_file is not None
+    return any_files or configured or ops.has_history(spark, names, tenant)
 
 
 def run_tenant(
@@ -289,7 +291,7 @@ def _finish_without_data(
     started: float,
 ) -> None:
     raw_dir = tenant_raw_dir(settings.raw_uri, run.tenant)
-    if not _is_known(spark, names, run.tenant, any_files):
+    if not _is_known(spark, settings, names, run.tenant, any_files):
         run.status = S.UNKNOWN_TENANT
         run.message = (
             f"unknown tenant {run.tenant!r}: no raw files under {raw_dir}, no run history and no "
