@@ -127,8 +127,3 @@ def validate(
         return df.withColumn(VIOLATIONS, merged)
 
     return _apply
-
-
-def is_valid(df_col: str = VIOLATIONS) -> Column:
-    """True for rows without violations."""
-    return F.size(F.col(df_col)) == 0
