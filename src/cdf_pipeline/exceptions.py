@@ -15,5 +15,9 @@ class InvalidTenantError(ConfigError):
     """A tenant id is not a lowercase identifier (or could escape a path)."""
 
 
+class ContractError(CdfError, ValueError):
+    """A data contract is declared wrong (found when the contracts are imported)."""
+
+
 class InputError(CdfError):
     """An input file or destination cannot be read or written."""
