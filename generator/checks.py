@@ -59,7 +59,7 @@ def _normalised_lists(col: pa.Array, *, required: bool) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), flat.filter(pa.array(keep)), mask=absent)
 
 
-class _Values:
+class TableValues:
     """The table's values by ``Value``, each column normalised once."""
 
     def __init__(self, table: pa.Table, entity: Entity) -> None:
@@ -99,7 +99,7 @@ def _unhandled(node: NoReturn) -> NoReturn:
     raise TypeError(f"no pyarrow mask for {node!r}")
 
 
-def mask(node: R.Breach, values: _Values, clock: pa.Scalar) -> pa.Array:
+def mask(node: R.Breach, values: TableValues, clock: pa.Scalar) -> pa.Array:
     """A boolean array, true where ``node`` holds and null where it is unknown."""
     match node:
         case R.IsNull(v):
@@ -146,7 +146,7 @@ def row_violations(table: pa.Table, entity: Entity, as_of_us: int) -> dict[str, 
 
     ``as_of_us`` is the run's clock (microseconds since the epoch): later timestamps are future.
     """
-    values = _Values(table, entity)
+    values = TableValues(table, entity)
     clock = pa.scalar(as_of_us, TS_TYPE)
     return {r.code: _np(mask(R.breach(entity, r), values, clock)) for r in entity.row_rules}
 

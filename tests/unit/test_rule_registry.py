@@ -40,7 +40,7 @@ from cdf_pipeline.contracts.rule_registry import (
 )
 from cdf_pipeline.contracts.schemas import arrow_schema
 from generator.api import build_tables
-from generator.checks import row_violations
+from generator.checks import TableValues, mask, row_violations
 from generator.plan import Universe
 
 POSITION = "_position"
@@ -111,7 +111,6 @@ EDGE_CASES: dict[str, dict[str, tuple[dict[str, Any], set[str]]]] = {
         "blank required enum": (clean_part(category=" "), {"category.required"}),
     },
 }
-ENTITIES = {e.name: e for e in (SUPPLIERS, PARTS)}
 
 
 def _edge_table(entity: Entity) -> pa.Table:
@@ -121,8 +120,8 @@ def _edge_table(entity: Entity) -> pa.Table:
 
 def _codes_by_row(violations: dict[str, np.ndarray], n: int) -> list[set[str]]:
     found: list[set[str]] = [set() for _ in range(n)]
-    for code, mask in violations.items():
-        for i in np.flatnonzero(mask):
+    for code, rows in violations.items():
+        for i in np.flatnonzero(rows):
             found[i].add(code)
     return found
 
@@ -169,11 +168,9 @@ def test_the_every_node_breach_holds_every_node() -> None:
 
 
 def test_pyarrow_compiles_every_node() -> None:
-    from generator.checks import _Values, mask
-
     table = _edge_table(SUPPLIERS)
     clock = pa.scalar(NOW_US, pa.timestamp("us", tz="UTC"))
-    out = mask(EVERY_NODE, _Values(table, SUPPLIERS), clock)
+    out = mask(EVERY_NODE, TableValues(table, SUPPLIERS), clock)
     assert len(out) == table.num_rows
 
 
