@@ -132,10 +132,8 @@ def wrong_uom(rows: Rows, cols: Cols, mask: Mask, variant: np.ndarray) -> None:
     _put(cols, "uom", mask, _pick(WRONG_UOMS, rows.base[mask], "wrong_uom"))
 
 
-def _nothing(rows: Rows, cols: Cols, mask: Mask, variant: np.ndarray) -> None:
-    """Duplicates, late versions and late parents change no column of their own row."""
-
-
+#: The anomalies that change columns of their own row. The others (duplicates, late versions, late
+#: parents, foreign keys) are made by how rows are repeated, ordered or referenced.
 COLUMN_INJECTORS: dict[str, Callable[[Rows, Cols, Mask, np.ndarray], None]] = {
     "out_of_range_rate": out_of_range_rate,
     "missing_contact": missing_contact,

@@ -44,13 +44,6 @@ def join(*parts: pa.Array | str) -> pa.Array:
     return pc.binary_join_element_wise(*args, "")
 
 
-def with_nulls(arr: pa.Array, nulls: npt.NDArray[np.bool_]) -> pa.Array:
-    """``arr`` with the rows of ``nulls`` set to null."""
-    if not nulls.any():
-        return arr
-    return pc.if_else(pa.array(nulls), pa.nulls(len(arr), arr.type), arr)
-
-
 def lists(counts: I64, values: pa.Array) -> pa.ListArray:
     """A list<string> array whose row i holds the next ``counts[i]`` values."""
     offsets = np.zeros(len(counts) + 1, dtype=np.int32)

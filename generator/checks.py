@@ -1,89 +1,159 @@
 """A small pyarrow evaluator of the contracts' row rules, for checking generated files.
 
-It is not the silver job's validator (that one is Spark); it lets tests and users see, without
-Spark, which row rules each row of a contract-shaped table breaks.
+It is not the silver job's validator (that one is Spark), but it compiles the same rules: when a
+row breaks each one is said once, in ``contracts/rule_registry.py``, and :func:`row_violations`
+turns that into pyarrow masks. So tests and users see, without Spark, which row rules each row of
+a contract-shaped table breaks. Values are read as the silver job's normalise leaves them: text
+trimmed of spaces, blank text null, enum codes upper-case.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import reduce
+from typing import NoReturn
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdf_pipeline.contracts import FORMAT_PATTERNS, Entity, Kind, Rule, RuleKind
+from cdf_pipeline.contracts import Entity, Field, Kind
+from cdf_pipeline.contracts import rule_registry as R
+from generator.arrow_util import TS_TYPE
 
 Mask = npt.NDArray[np.bool_]
+
+_COMPARE: dict[str, Callable[..., pa.Array]] = {
+    "<": pc.less,
+    "<=": pc.less_equal,
+    ">": pc.greater,
+}
 
 
 def _np(arr: pa.Array | pa.ChunkedArray) -> Mask:
     return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _as_float(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    return col.cast(pa.float64()) if pa.types.is_decimal(col.type) else col
+def _normalised(f: Field, col: pa.Array) -> pa.Array:
+    """``col`` as ``quality.normalise`` leaves it, as far as the row rules can tell."""
+    if f.kind is Kind.STRING:
+        text = pc.utf8_trim(col, characters=" ")  # Spark's trim: spaces only
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        return pc.utf8_upper(text) if f.enum is not None else text
+    if f.kind is Kind.STRING_ARRAY:
+        return _normalised_lists(col, required=f.required)
+    if f.kind is Kind.DECIMAL:
+        return col.cast(pa.float64())
+    return col
 
 
-def _rule_mask(table: pa.Table, entity: Entity, rule: Rule, as_of_us: int) -> Mask:
-    col = table.column(rule.column)
-    f = entity.field(rule.column)
-    if rule.kind is RuleKind.REQUIRED:
-        return _np(pc.is_null(col))
-    if rule.kind is RuleKind.ENUM:
-        assert f.enum is not None
-        norm = pc.utf8_upper(pc.utf8_trim_whitespace(col))
-        return _np(pc.invert(pc.is_in(norm, value_set=pa.array(f.enum))))
-    if rule.kind is RuleKind.RANGE and f.kind is Kind.GEO:
-        geo = col.combine_chunks()
-        lat, lon = geo.field("lat"), geo.field("lon")
-        bad = pc.or_(
-            pc.or_(pc.less(lat, -90.0), pc.greater(lat, 90.0)),
-            pc.or_(pc.less(lon, -180.0), pc.greater(lon, 180.0)),
-        )
-        return _np(bad)
-    if rule.kind is RuleKind.RANGE:
-        v = _as_float(col)
-        bad = np.zeros(table.num_rows, dtype=bool)
-        if f.minimum is not None:
-            low = pc.less_equal if f.exclusive_minimum else pc.less
-            bad |= _np(low(v, f.minimum))
-        if f.maximum is not None:
-            bad |= _np(pc.greater(v, f.maximum))
-        return bad
-    if rule.kind is RuleKind.FORMAT:
-        assert f.fmt is not None
-        return _np(pc.invert(pc.match_substring_regex(col, FORMAT_PATTERNS[f.fmt])))
-    if rule.kind is RuleKind.NOT_FUTURE:
-        ts = col.cast(pa.int64())
-        return _np(pc.greater(ts, as_of_us))
-    if rule.kind is RuleKind.P95_GE_AVG:
-        assert rule.other is not None
-        return _np(pc.less(col, table.column(rule.other)))
-    if rule.kind is RuleKind.CONTAINS:
-        assert rule.other is not None
-        return ~contains(table.column(rule.column), table.column(rule.other))
-    raise NotImplementedError(rule.kind)
+def _normalised_lists(col: pa.Array, *, required: bool) -> pa.Array:
+    """Elements trimmed, null and blank ones dropped; an absent optional list is empty."""
+    flat = pc.utf8_trim(pc.list_flatten(col), characters=" ")
+    keep = _np(pc.not_equal(flat, ""))
+    parents = pc.list_parent_indices(col).to_numpy()
+    offsets = np.zeros(len(col) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(parents[keep], minlength=len(col)), out=offsets[1:])
+    absent = pc.is_null(col) if required else None
+    return pa.ListArray.from_arrays(pa.array(offsets), flat.filter(pa.array(keep)), mask=absent)
+
+
+class TableValues:
+    """The table's values by ``Value``, each column normalised once."""
+
+    def __init__(self, table: pa.Table, entity: Entity) -> None:
+        self.table, self.entity = table, entity
+        self._columns: dict[str, pa.Array] = {}
+
+    def __call__(self, v: R.Value) -> pa.Array:
+        col = self._columns.get(v.column)
+        if col is None:
+            raw = self.table.column(v.column).combine_chunks()
+            col = self._columns[v.column] = _normalised(self.entity.field(v.column), raw)
+        return col if v.part is None else pc.struct_field(col, v.part)
+
+
+def _null_where_null(value: pa.Array, result: pa.Array) -> pa.Array:
+    """``result``, unknown (null) where ``value`` is null, as in SQL."""
+    return pc.if_else(pc.is_valid(value), result, pa.scalar(None, pa.bool_()))
+
+
+def _lacks(lists: pa.Array, values: pa.Array) -> pa.Array:
+    """Spark's ``NOT array_contains``: unknown for a null list or value, or a null element."""
+    flat = pc.list_flatten(lists)
+    parents = pc.list_parent_indices(lists).to_numpy()
+    eq = pc.equal(flat, values.take(pa.array(parents)))
+    n = len(lists)
+    hit = np.bincount(parents, weights=_np(eq), minlength=n) > 0
+    unknown = np.bincount(parents, weights=_np(pc.is_null(eq)), minlength=n) > 0
+    result = pa.array(~hit, mask=~hit & unknown)
+    return _null_where_null(lists, _null_where_null(values, result))
+
+
+def _fold(op: Callable[..., pa.Array], terms: list[pa.Array], n: int, *, empty: bool) -> pa.Array:
+    return reduce(op, terms) if terms else pa.repeat(pa.scalar(empty), n)
+
+
+def _unhandled(node: NoReturn) -> NoReturn:
+    raise TypeError(f"no pyarrow mask for {node!r}")
+
+
+def mask(node: R.Breach, values: TableValues, clock: pa.Scalar) -> pa.Array:
+    """A boolean array, true where ``node`` holds and null where it is unknown."""
+    match node:
+        case R.IsNull(v):
+            return pc.is_null(values(v))
+        case R.NotNull(v):
+            return pc.is_valid(values(v))
+        case R.IsBlank(v):
+            return pc.equal(pc.utf8_trim(values(v), characters=" "), "")
+        case R.IsEmpty(v):
+            return pc.equal(pc.list_value_length(values(v)), 0)
+        case R.NotIn(v, codes):
+            col = values(v)
+            found = pc.is_in(col, value_set=pa.array(codes, pa.string()))
+            return _null_where_null(col, pc.invert(found))
+        case R.NotMatching(v, pattern):
+            return pc.invert(pc.match_substring_regex(values(v), pattern))
+        case R.Compare(v, op, than):
+            right = (
+                values(than)
+                if isinstance(than, R.Value)
+                else clock
+                if isinstance(than, R.Clock)
+                else than
+            )
+            return _COMPARE[op](values(v), right)
+        case R.Lacks(items, item):
+            return _lacks(values(items), values(item))
+        case R.AnyOf(terms):
+            n = values.table.num_rows
+            return _fold(pc.or_kleene, [mask(t, values, clock) for t in terms], n, empty=False)
+        case R.AllOf(terms):
+            n = values.table.num_rows
+            return _fold(pc.and_kleene, [mask(t, values, clock) for t in terms], n, empty=True)
+    _unhandled(node)
 
 
 def contains(lists: pa.ChunkedArray, values: pa.ChunkedArray) -> Mask:
     """Per row: does the list hold the row's value? (null lists or values: False)."""
-    arr = lists.combine_chunks()
-    flat = pc.list_flatten(arr)
-    parents = pc.list_parent_indices(arr).to_numpy()
-    val = values.combine_chunks().take(pa.array(parents))
-    eq = _np(pc.equal(flat, val))
-    hit = np.bincount(parents, weights=eq, minlength=len(arr)) > 0
-    return np.asarray(hit, dtype=bool)
+    return _np(pc.invert(_lacks(lists.combine_chunks(), values.combine_chunks())))
 
 
 def row_violations(table: pa.Table, entity: Entity, as_of_us: int) -> dict[str, Mask]:
-    """For each row rule of ``entity``, the rows of a contract-shaped ``table`` that break it."""
-    return {r.code: _rule_mask(table, entity, r, as_of_us) for r in entity.row_rules}
+    """For each row rule of ``entity``, the rows of a contract-shaped ``table`` that break it.
+
+    ``as_of_us`` is the run's clock (microseconds since the epoch): later timestamps are future.
+    """
+    values = TableValues(table, entity)
+    clock = pa.scalar(as_of_us, TS_TYPE)
+    return {r.code: _np(mask(R.breach(entity, r), values, clock)) for r in entity.row_rules}
 
 
 def clean_mask(table: pa.Table, entity: Entity, as_of_us: int) -> Mask:
     """Rows that break no row rule."""
     bad = np.zeros(table.num_rows, dtype=bool)
-    for mask in row_violations(table, entity, as_of_us).values():
-        bad |= mask
+    for m in row_violations(table, entity, as_of_us).values():
+        bad |= m
     return ~bad

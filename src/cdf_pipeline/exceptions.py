@@ -15,13 +15,9 @@ class InvalidTenantError(ConfigError):
     """A tenant id is not a lowercase identifier (or could escape a path)."""
 
 
-class UnknownTenantError(CdfError):
-    """The tenant has no configuration and no data."""
+class ContractError(CdfError, ValueError):
+    """A data contract is declared wrong (found when the contracts are imported)."""
 
 
 class InputError(CdfError):
     """An input file or destination cannot be read or written."""
-
-
-class AuditFailedError(CdfError):
-    """A write-audit-publish audit failed; silver was left untouched."""

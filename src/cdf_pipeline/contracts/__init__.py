@@ -18,6 +18,7 @@ from cdf_pipeline.contracts.model import (
     Rule,
     RuleKind,
 )
+from cdf_pipeline.contracts.validation import contract_set
 
 __all__ = [
     "ENTITIES",
@@ -33,5 +34,6 @@ __all__ = [
     "Kind",
     "Rule",
     "RuleKind",
+    "contract_set",
     "entity",
 ]

@@ -12,6 +12,7 @@ from cdf_pipeline.contracts.reference import (
     ISO_CURRENCIES,
     UNITS_OF_MEASURE,
 )
+from cdf_pipeline.contracts.validation import contract_set
 
 #: Bumped whenever a rule changes meaning; stored with every quarantined row.
 RULE_SET_VERSION = "2026.11.1"
@@ -159,8 +160,8 @@ PARTS = Entity(
     ),
 )
 
-#: Every contract by name, in load order (parents before children).
-ENTITIES: dict[str, Entity] = {SUPPLIERS.name: SUPPLIERS, PARTS.name: PARTS}
+#: Every contract by name, in load order (parents before children), checked at import.
+ENTITIES: dict[str, Entity] = contract_set(SUPPLIERS, PARTS)
 
 
 def entity(name: str) -> Entity:

@@ -45,11 +45,6 @@ _POSTGRES: dict[Kind, str] = {
 }
 
 
-def arrow_type(kind: Kind) -> pa.DataType:
-    """The Arrow type of one contract kind."""
-    return _ARROW[kind]
-
-
 def arrow_schema(entity: Entity, *, enforce_required: bool = False) -> pa.Schema:
     """The Arrow schema of an entity (the generator's contract shape).
 

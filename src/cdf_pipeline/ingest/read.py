@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from cdf_pipeline.contracts import Entity
 from cdf_pipeline.ingest.files import RawFile
-from cdf_pipeline.quality.normalise import Drift, detect_drift, normalise
+from cdf_pipeline.quality.normalise import normalise
 from cdf_pipeline.storage import spark_uri
 from cdf_pipeline.telemetry import stage
 
@@ -30,11 +30,6 @@ def read_raw(spark: SparkSession, raw: RawFile) -> DataFrame:
             .csv(spark_uri(raw.path))
         )
     return spark.read.parquet(spark_uri(raw.path))
-
-
-def file_drift(spark: SparkSession, entity: Entity, raw: RawFile) -> Drift:
-    """How the file's columns differ from the contract (reads only the schema)."""
-    return detect_drift(entity, read_raw(spark, raw).columns)
 
 
 def read_normalised(

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from cdf_pipeline.contracts import RULE_SET_VERSION, Entity, RuleKind
 from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
 from cdf_pipeline.quality.normalise import ORIGINAL
-from cdf_pipeline.quality.reasons import VIOLATIONS
+from cdf_pipeline.quality.reasons import VIOLATIONS, has_violations
 from cdf_pipeline.tenants import validate_tenant_id
 
 Transform = Callable[[DataFrame], DataFrame]
@@ -87,7 +87,7 @@ def open_fk_only(spark: SparkSession, names: TableNames, entity: Entity, tenant:
     return table.where(
         (F.col("tenant_id") == F.lit(validate_tenant_id(tenant)))
         & (F.col("_status") == F.lit(OPEN))
-        & (F.size(VIOLATIONS) > 0)
+        & has_violations()
         & only_fk
     )
 

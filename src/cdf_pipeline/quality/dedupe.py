@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts.model import Entity
-from cdf_pipeline.quality.reasons import VIOLATIONS, append_violations, reason
+from cdf_pipeline.quality.reasons import VIOLATIONS, append_violations, no_violations, reason
 from cdf_pipeline.quality.rowhash import ROW_HASH
 
 Transform = Callable[[DataFrame], DataFrame]
@@ -32,7 +32,7 @@ def repeated_keys(entity: Entity) -> Transform:
 
     def _apply(df: DataFrame) -> DataFrame:
         return (
-            df.where(F.size(F.col(VIOLATIONS)) == 0)
+            df.where(no_violations())
             .groupBy("tenant_id", key)
             .count()
             .where(F.col("count") > 1)
@@ -46,10 +46,6 @@ def _flagged(df: DataFrame, entity: Entity, repeated: DataFrame) -> DataFrame:
     return df.join(F.broadcast(repeated), ["tenant_id", entity.primary_key], "left")
 
 
-def _valid() -> Column:
-    return F.size(F.col(VIOLATIONS)) == 0
-
-
 def unrepeated_rows(entity: Entity, repeated: DataFrame) -> Transform:
     """A transform keeping the rows dedupe leaves alone: keys held once, and rows in violation.
 
@@ -58,7 +54,7 @@ def unrepeated_rows(entity: Entity, repeated: DataFrame) -> Transform:
 
     def _apply(df: DataFrame) -> DataFrame:
         flagged = _flagged(df, entity, repeated)
-        return flagged.where(F.col("_repeated").isNull() | ~_valid()).select(
+        return flagged.where(F.col("_repeated").isNull() | ~no_violations()).select(
             *df.columns, F.lit(False).alias(DROPPED)
         )
 
@@ -81,7 +77,7 @@ def repeated_versions(entity: Entity, repeated: DataFrame) -> Transform:
         w = Window.partitionBy("tenant_id", key).orderBy(*order)
         ranked = (
             _flagged(df, entity, repeated)
-            .where(F.col("_repeated") & _valid())
+            .where(F.col("_repeated") & no_violations())
             .withColumn("_rank", F.row_number().over(w))
             .withColumn("_winner_hash", F.first(ROW_HASH).over(w))
         )

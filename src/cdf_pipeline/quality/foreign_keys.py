@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts.model import Entity, RuleKind
 from cdf_pipeline.quality.dedupe import DROPPED
-from cdf_pipeline.quality.reasons import VIOLATIONS, append_violations, reason
+from cdf_pipeline.quality.reasons import VIOLATIONS, append_violations, no_violations, reason
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -85,7 +85,7 @@ def _missing_ids(
 
 def _checked(df: DataFrame) -> Column:
     """Rows the check applies to: no violation yet, and not an exact copy being dropped."""
-    ok = F.size(F.col(VIOLATIONS)) == 0
+    ok = no_violations()
     return ok & ~F.col(DROPPED) if DROPPED in df.columns else ok
 
 

@@ -19,7 +19,7 @@ from pyspark.sql import types as T
 
 from cdf_pipeline.contracts.model import Entity, Field, Kind, RuleKind
 from cdf_pipeline.contracts.schemas import spark_type
-from cdf_pipeline.quality.reasons import VIOLATIONS, observed, reason, reasons_when
+from cdf_pipeline.quality.reasons import VIOLATIONS, has_violations, observed, reason, reasons_when
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -195,7 +195,7 @@ def keep_original(rows: Literal["rejected", "all"] = "rejected") -> Transform:
     def _apply(df: DataFrame) -> DataFrame:
         text = F.to_json(F.col(RAW))
         if rows == "rejected":
-            text = F.when(F.size(F.col(VIOLATIONS)) > 0, text)
+            text = F.when(has_violations(), text)
         return df.select(*(text.alias(ORIGINAL) if c == RAW else F.col(c) for c in df.columns))
 
     return _apply

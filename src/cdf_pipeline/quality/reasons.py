@@ -52,6 +52,16 @@ def reasons_when(pairs: list[tuple[Column, Column]]) -> Column:
     return F.array_except(candidates, no_reason).cast(VIOLATIONS_TYPE)
 
 
+def no_violations() -> Column:
+    """True for rows whose ``_violations`` array is empty (false for a null array)."""
+    return F.size(F.col(VIOLATIONS)) == 0
+
+
+def has_violations() -> Column:
+    """True for rows holding at least one violation (false for a null array)."""
+    return F.size(F.col(VIOLATIONS)) > 0
+
+
 def append_violations(existing: Column, new: Column) -> Column:
     """``existing ++ new``, treating a missing array as empty."""
     empty = F.array().cast(VIOLATIONS_TYPE)

@@ -1,18 +1,25 @@
 """Row rules as Spark Column expressions, derived from the contract (no UDFs, nothing collected).
 
-:func:`validate` returns a ``DataFrame -> DataFrame`` transform that appends the violations of every
-row rule in ``Entity.row_rules`` (plus the tenant check) to ``_violations``.
+When a row breaks each rule is said once, in ``contracts/rule_registry.py``; :func:`expression`
+compiles that to a Column (``generator/checks.py`` compiles the same to pyarrow masks).
+
+:func:`validate` returns a ``DataFrame -> DataFrame`` transform that appends the violations of
+every row rule in ``Entity.row_rules`` (plus the tenant check) to ``_violations``.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from datetime import datetime
+from functools import reduce
+from typing import NoReturn
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cdf_pipeline.contracts.model import FORMAT_PATTERNS, Entity, Field, Kind, Rule, RuleKind
+from cdf_pipeline.contracts import rule_registry as R
+from cdf_pipeline.contracts.model import Entity, RuleKind
 from cdf_pipeline.contracts.schemas import spark_type
 from cdf_pipeline.quality.reasons import (
     VIOLATIONS,
@@ -24,74 +31,63 @@ from cdf_pipeline.quality.reasons import (
 
 Transform = Callable[[DataFrame], DataFrame]
 
-GEO_BOUNDS = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0)}
+
+def _value(v: R.Value) -> Column:
+    c = F.col(v.column)
+    return c if v.part is None else c[v.part]
 
 
-def _field(entity: Entity, rule: Rule) -> Field:
-    return entity.field(rule.column)
+def _operand(than: float | R.Value | R.Clock, clock: Column) -> Column | float:
+    if isinstance(than, R.Value):
+        return _value(than)
+    if isinstance(than, R.Clock):
+        return clock
+    return than
 
 
-def _required(f: Field) -> Column:
-    c = F.col(f.name)
-    if f.kind is Kind.STRING_ARRAY:
-        return c.isNull() | (F.size(c) == 0)
-    if f.kind is Kind.STRING:
-        return c.isNull() | (F.trim(c) == "")
-    return c.isNull()
+def _fold(op: Callable[[Column, Column], Column], terms: list[Column], *, empty: bool) -> Column:
+    return reduce(op, terms) if terms else F.lit(empty)
 
 
-def _range(f: Field) -> Column:
-    c = F.col(f.name)
-    if f.kind is Kind.GEO:
-        out: Column | None = None
-        for part, (lo, hi) in GEO_BOUNDS.items():
-            v = c[part]
-            bad = v.isNull() | (v < lo) | (v > hi)
-            out = bad if out is None else (out | bad)
-        assert out is not None
-        return c.isNotNull() & out
-    bad = F.lit(False)
-    if f.minimum is not None:
-        bad = bad | ((c <= f.minimum) if f.exclusive_minimum else (c < f.minimum))
-    if f.maximum is not None:
-        bad = bad | (c > f.maximum)
-    return c.isNotNull() & bad
+def _unhandled(node: NoReturn) -> NoReturn:
+    raise TypeError(f"no Spark expression for {node!r}")
 
 
-def _condition(entity: Entity, rule: Rule, now: Column) -> Column:
-    """True when ``rule`` is broken. Null-valued optional fields break nothing but ``required``."""
-    col = F.col(rule.column)
-    f = _field(entity, rule)
-    if rule.kind is RuleKind.REQUIRED:
-        return _required(f)
-    if rule.kind is RuleKind.ENUM:
-        assert f.enum is not None
-        return col.isNotNull() & ~col.isin(*f.enum)
-    if rule.kind is RuleKind.RANGE:
-        return _range(f)
-    if rule.kind is RuleKind.FORMAT:
-        assert f.fmt is not None
-        return col.isNotNull() & ~col.rlike(FORMAT_PATTERNS[f.fmt])
-    if rule.kind is RuleKind.NOT_FUTURE:
-        return col.isNotNull() & (col > now)
-    if rule.kind is RuleKind.P95_GE_AVG:
-        assert rule.other is not None
-        return col.isNotNull() & F.col(rule.other).isNotNull() & (col < F.col(rule.other))
-    if rule.kind is RuleKind.CONTAINS:
-        assert rule.other is not None
-        other = F.col(rule.other)
-        return col.isNotNull() & other.isNotNull() & ~F.array_contains(col, other)
-    raise ValueError(f"no row expression for rule kind {rule.kind}")
+def expression(node: R.Breach, clock: Column) -> Column:
+    """The Column that is true where ``node`` holds (``clock``: the run's clock)."""
+    match node:
+        case R.IsNull(v):
+            return _value(v).isNull()
+        case R.NotNull(v):
+            return _value(v).isNotNull()
+        case R.IsBlank(v):
+            return F.trim(_value(v)) == ""
+        case R.IsEmpty(v):
+            return F.size(_value(v)) == 0
+        case R.NotIn(v, codes):
+            return ~_value(v).isin(*codes)
+        case R.NotMatching(v, pattern):
+            return ~_value(v).rlike(pattern)
+        case R.Compare(v, op, than):
+            left, right = _value(v), _operand(than, clock)
+            return left < right if op == "<" else left <= right if op == "<=" else left > right
+        case R.Lacks(items, item):
+            return ~F.array_contains(_value(items), _value(item))
+        case R.AnyOf(terms):
+            return _fold(operator.or_, [expression(t, clock) for t in terms], empty=False)
+        case R.AllOf(terms):
+            return _fold(operator.and_, [expression(t, clock) for t in terms], empty=True)
+    _unhandled(node)
 
 
 def row_reasons(entity: Entity, tenant: str, now: Column) -> Column:
     """The violations array of every row rule of ``entity`` plus the tenant check."""
     pairs = []
     for rule in entity.row_rules:
-        f = _field(entity, rule)
+        f = entity.field(rule.column)
         pairs.append(
             (
-                _condition(entity, rule, now),
+                expression(R.breach(entity, rule), now),
                 reason(rule, observed(F.col(f.name), spark_type(f.kind))),
             )
         )
@@ -131,8 +127,3 @@ def validate(
         return df.withColumn(VIOLATIONS, merged)
 
     return _apply
-
-
-def is_valid(df_col: str = VIOLATIONS) -> Column:
-    """True for rows without violations."""
-    return F.size(F.col(df_col)) == 0
