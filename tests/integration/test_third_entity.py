@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
-from cdf_pipeline.contracts import ENTITIES, Entity, Field, ForeignKey, Format, Kind
+from cdf_pipeline.contracts import ENTITIES, Entity, Field, ForeignKey, Format, Kind, contract_set
 from cdf_pipeline.contracts.order import dependency_order
 from cdf_pipeline.contracts.schemas import arrow_schema
 from cdf_pipeline.lakehouse.tables import TableNames
@@ -57,7 +57,9 @@ def test_dependency_order_puts_every_parent_first() -> None:
 def test_a_third_entity_is_validated_deduplicated_fk_checked_and_published(
     spark: SparkSession, lake: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(ENTITIES, PRICE_LISTS.name, PRICE_LISTS)
+    # Declared as the package declares its own: validated with the others, then registered.
+    for name, entity in contract_set(*ENTITIES.values(), PRICE_LISTS).items():
+        monkeypatch.setitem(ENTITIES, name, entity)
     names = TableNames.of(lake)
     generate([TENANT], 200, 200, seed=7, root_uri=lake.root)
     first = run_tenant(spark, lake, TENANT)

@@ -42,7 +42,13 @@ from cdf_pipeline.quality.foreign_keys import (
     referenced_parents,
 )
 from cdf_pipeline.quality.normalise import keep_original
-from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE, codes
+from cdf_pipeline.quality.reasons import (
+    VIOLATIONS,
+    VIOLATIONS_TYPE,
+    codes,
+    has_violations,
+    no_violations,
+)
 from cdf_pipeline.quality.rowhash import ROW_HASH, row_hash
 from cdf_pipeline.quality.rules import validate
 from cdf_pipeline.run_record import EntityCounts
@@ -157,7 +163,7 @@ def _promotable(
     rechecked = candidates.transform(
         check_foreign_keys(entity, parent_keys, broadcast_parents=broadcast_parents)
     )
-    passing = rechecked.where(F.size(VIOLATIONS) == 0)
+    passing = rechecked.where(no_violations())
     w = Window.partitionBy(entity.primary_key).orderBy(
         F.col("source_timestamp").desc(), F.col(KEY).desc()
     )
@@ -309,9 +315,9 @@ def _set_aside_not_valid(
     the small verdict sets broadcast. Its rows that are rejected or dropped (a few percent) are.
     """
     assert batch.rows is not None
-    not_valid = materialise(batch.rows.where((F.size(VIOLATIONS) > 0) | F.col(DROPPED)), keep)
+    not_valid = materialise(batch.rows.where((has_violations()) | F.col(DROPPED)), keep)
     _count_not_valid(not_valid, batch.counts)
-    rejected = not_valid.where(F.size(VIOLATIONS) > 0)
+    rejected = not_valid.where(has_violations())
     batch.rejected = rejected.transform(quarantine_rows(entity, tenant, run_id, now))
 
 
@@ -328,7 +334,7 @@ def _promoted(
     ranked = materialise(_promotable(entity, candidates, parent_keys, plan.broadcast_parents), keep)
     promoted = ranked.where(F.col("_promoted_rank") == 1)
     if batch.rows is not None:
-        batch_valid_keys = batch.rows.where(F.size(VIOLATIONS) == 0).select(entity.primary_key)
+        batch_valid_keys = batch.rows.where(no_violations()).select(entity.primary_key)
         promoted = promoted.join(batch_valid_keys, entity.primary_key, "left_anti")
     return promoted, ranked.select(KEY)
 
@@ -348,7 +354,7 @@ def _classify(
     valid_frames: list[DataFrame] = []
     if batch.rows is not None:
         valid_frames.append(
-            batch.rows.where((F.size(VIOLATIONS) == 0) & ~F.col(DROPPED)).select(
+            batch.rows.where((no_violations()) & ~F.col(DROPPED)).select(
                 *entity.field_names, "_source_file", ROW_HASH
             )
         )
