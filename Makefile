@@ -11,7 +11,7 @@ ROOT ?= ./lakehouse
 DEMO_ROOT ?= ./lakehouse-demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint typecheck docs bench clean
+.PHONY: help install jars-all demo test test-fast lint typecheck docs bench clean
 
 help: ## list the commands
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,26 +22,29 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	@echo "resolving the Spark jars from Maven Central (once; cached in ~/.ivy2)"
-	$(BIN)/cdf jars --all --resolve >/dev/null
+	@echo "resolving the embedded default's Spark jar from Maven Central (once; cached in ~/.ivy2)"
+	$(BIN)/cdf jars --resolve >/dev/null
 	@touch $(STAMP)
+
+jars-all: $(STAMP) ## resolve the jars of every profile (the AWS SDK alone is ~280 MB; cached)
+	$(BIN)/cdf jars --all --resolve >/dev/null
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
 demo: $(STAMP) ## the main command: generate two tenants, run the silver job twice, print summaries
 	$(BIN)/python -m cdf_pipeline.demo --root $(DEMO_ROOT)
 
-test: $(STAMP) ## the whole test suite (what CI runs)
+test: jars-all ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP) ## the suite without tests marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP) ## ruff check and format check
-	$(BIN)/ruff check src generator jobs tests benchmarks
-	$(BIN)/ruff format --check src generator jobs tests benchmarks
+	$(BIN)/ruff check src jobs tests benchmarks
+	$(BIN)/ruff format --check src jobs tests benchmarks
 
-typecheck: $(STAMP) ## mypy on the library and the generator
+typecheck: $(STAMP) ## mypy on the library and the generator (src/)
 	$(BIN)/mypy
 
 docs: $(STAMP) ## regenerate docs/contracts.md from the contracts
@@ -51,6 +54,7 @@ bench: $(STAMP) ## run every benchmark script (prints the figures for docs/bench
 	$(BIN)/python benchmarks/generator_bench.py
 	$(BIN)/python benchmarks/silver_bench.py
 	$(BIN)/python benchmarks/telemetry_bench.py
+	$(BIN)/python benchmarks/catalog_bench.py
 
 clean: ## remove the local lakehouse and caches (keeps .venv)
 	rm -rf $(ROOT) $(DEMO_ROOT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse

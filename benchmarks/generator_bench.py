@@ -20,7 +20,7 @@ import time
 
 CHILD = """
 import json, sys, time
-from generator.api import generate
+from cdf_generator.api import generate
 size, root = int(sys.argv[1]), sys.argv[2]
 t = time.perf_counter()
 s = generate(["acme"], size, size, seed=42, dirty_rate=0.06, root_uri=root)

@@ -18,13 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from cdf_generator.api import generate
 from cdf_pipeline.config import load_settings
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline.silver import run_tenant
 from cdf_pipeline.spark import build_session
-from generator.api import generate
 
 TENANT = "bench"
 WARMUP = "warmup"

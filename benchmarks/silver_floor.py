@@ -30,6 +30,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from silver_bench import TENANT, WARMUP, bare_append, parse_args
 
+from cdf_generator.api import generate
 from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.ingest.files import RawFile, inspect_file
@@ -42,7 +43,6 @@ from cdf_pipeline.quality.reasons import VIOLATIONS
 from cdf_pipeline.quality.rowhash import ROW_HASH, row_hash
 from cdf_pipeline.spark import build_session
 from cdf_pipeline.storage import Storage
-from generator.api import generate
 
 
 def _files(raw: Path, tenant: str, entity: str) -> list[RawFile]:

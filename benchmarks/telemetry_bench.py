@@ -33,11 +33,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cdf_generator.api import generate
 from cdf_pipeline import telemetry, telemetry_setup
 from cdf_pipeline.config import Settings, TelemetrySettings, load_settings
 from cdf_pipeline.pipeline.silver import run_tenant
 from cdf_pipeline.spark import build_session
-from generator.api import generate
 
 TENANT = "acme"
 

@@ -26,8 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cdf_generator import cli as generator_cli
     from cdf_pipeline import cli_contracts, cli_jars, cli_run
-    from generator import cli as generator_cli
 
     parser = _Parser(
         prog="cdf",

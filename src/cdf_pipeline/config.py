@@ -199,13 +199,14 @@ class Settings(BaseSettings):
 
 
 def default_conf_dir() -> Path:
-    """``$CDF_CONF_DIR``, else ``./conf``, else the ``conf/`` of this source checkout."""
+    """``$CDF_CONF_DIR``, else ``./conf`` (a deployment's own), else the profiles shipped inside
+    the package (``cdf_pipeline/conf``, which the checkout's ``conf/`` links to)."""
     if env := os.environ.get("CDF_CONF_DIR"):
         return Path(env)
     cwd_conf = Path.cwd() / "conf"
     if (cwd_conf / "base.yaml").is_file():
         return cwd_conf
-    return Path(__file__).resolve().parents[2] / "conf"
+    return Path(__file__).resolve().parent / "conf"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(root: Path, rows: int) -> int:
+    from cdf_generator.api import generate
     from cdf_pipeline.spark import build_session
-    from generator.api import generate
 
     started = time.monotonic()
     _fresh_root(root)

@@ -12,6 +12,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from cdf_generator.api import generate
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import PARTS, SUPPLIERS, Entity
 from cdf_pipeline.lakehouse import merge
@@ -20,7 +21,6 @@ from cdf_pipeline.pipeline.audits import run_audits
 from cdf_pipeline.pipeline.silver import run_tenant
 from cdf_pipeline.pipeline.stage import StagedEntity
 from cdf_pipeline.run_record import EntityCounts
-from generator.api import generate
 
 pytestmark = pytest.mark.spark
 

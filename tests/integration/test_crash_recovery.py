@@ -29,11 +29,11 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.pipeline.silver import run_tenant
-from generator.api import generate
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

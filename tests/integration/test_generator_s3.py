@@ -8,8 +8,8 @@ import io
 import pyarrow.parquet as pq
 import pytest
 
+from cdf_generator.api import generate
 from cdf_pipeline.exceptions import InputError
-from generator.api import generate
 
 pytestmark = pytest.mark.s3
 

@@ -15,12 +15,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES, PARTS, SUPPLIERS
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline.silver import run_tenant
-from generator.api import generate
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

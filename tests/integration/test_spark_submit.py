@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
-from generator.api import generate
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -19,12 +19,12 @@ from conftest import OtelCapture, OtlpReceiver, make_lake, start_capture
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
 from cdf_pipeline import telemetry_setup
 from cdf_pipeline.config import TelemetrySettings
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline.silver import run_tenant
-from generator.api import generate
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -18,6 +18,7 @@ from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES, Entity, Field, ForeignKey, Format, Kind, contract_set
@@ -25,7 +26,6 @@ from cdf_pipeline.contracts.order import dependency_order
 from cdf_pipeline.contracts.schemas import arrow_schema
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline.silver import run_tenant
-from generator.api import generate
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from cdf_generator.api import build_tables
+from cdf_generator.checks import clean_mask
+from cdf_generator.plan import Universe
 from cdf_pipeline.contracts import PARTS, SUPPLIERS
-from generator.api import build_tables
-from generator.checks import clean_mask
-from generator.plan import Universe
 
 S = P = 20_000
 DAY = 86_400_000_000

@@ -12,8 +12,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from cdf_generator.api import build_tables, generate
 from cdf_pipeline.exceptions import InputError, InvalidTenantError
-from generator.api import build_tables, generate
 
 KW = {"suppliers": 3_000, "parts": 3_000, "seed": 7}
 

@@ -7,11 +7,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from cdf_generator import catalog
+from cdf_generator.api import build_tables
+from cdf_generator.checks import clean_mask, contains, row_violations
+from cdf_generator.plan import EntityCtx, Universe, clean_keys
 from cdf_pipeline.contracts import PARTS, SUPPLIERS, RuleKind
-from generator import catalog
-from generator.api import build_tables
-from generator.checks import clean_mask, contains, row_violations
-from generator.plan import EntityCtx, Universe, clean_keys
 
 N = 20_000
 TENANTS = ("acme", "globex")

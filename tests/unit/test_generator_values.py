@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from cdf_generator.api import build_tables
+from cdf_generator.checks import clean_mask
+from cdf_generator.plan import Universe
 from cdf_pipeline.contracts import FORMAT_PATTERNS, PARTS, SUPPLIERS, Format
-from generator.api import build_tables
-from generator.checks import clean_mask
-from generator.plan import Universe
 
 N = 100_000
 AS_OF_US = Universe(42, ("acme",), N, N).as_of_us(1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ROOTS = {"cdf_pipeline": REPO / "src" / "cdf_pipeline", "generator": REPO / "generator"}
+ROOTS = {name: REPO / "src" / name for name in ("cdf_pipeline", "cdf_generator")}
 
 #: Layer of each package or top-level module; a module may import only from layers <= its own.
 RANK = {
@@ -29,7 +29,7 @@ RANK = {
     "cdf_pipeline.telemetry_setup": 3,
     "cdf_pipeline.quality": 3,
     "cdf_pipeline.run_record": 3,
-    "generator": 4,
+    "cdf_generator": 4,
     "cdf_pipeline.ingest": 4,
     "cdf_pipeline.lakehouse": 4,
     "cdf_pipeline.spark": 4,
@@ -43,7 +43,7 @@ RANK = {
     "cdf_pipeline": 0,  # the package's __init__: only __version__
 }
 #: The generator is below the pipeline, but its ``cli`` module is a CLI front end.
-EXCEPTIONS = {"generator.cli": 6}
+EXCEPTIONS = {"cdf_generator.cli": 6}
 
 
 def modules() -> Iterator[tuple[str, Path]]:

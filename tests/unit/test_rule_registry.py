@@ -19,6 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from builders import NOW, SUPPLIER_ID, TENANT, clean_part, clean_supplier, ulid
 
+from cdf_generator.api import build_tables
+from cdf_generator.checks import TableValues, mask, row_violations
+from cdf_generator.plan import Universe
 from cdf_pipeline.contracts import PARTS, SUPPLIERS, Entity, RuleKind
 from cdf_pipeline.contracts.rule_registry import (
     CHECKED_ELSEWHERE,
@@ -39,9 +42,6 @@ from cdf_pipeline.contracts.rule_registry import (
     breach,
 )
 from cdf_pipeline.contracts.schemas import arrow_schema
-from generator.api import build_tables
-from generator.checks import TableValues, mask, row_violations
-from generator.plan import Universe
 
 POSITION = "_position"
 NOW_US = int(NOW.timestamp()) * 1_000_000

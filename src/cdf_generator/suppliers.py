@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from cdf_pipeline.contracts import SCHEMA_VERSION
-from generator import pools as P
-from generator.arrow_util import (
+from cdf_generator import pools as P
+from cdf_generator.arrow_util import (
     const_str,
     digits,
     flag_lists,
@@ -18,8 +17,9 @@ from generator.arrow_util import (
     take,
     timestamps,
 )
-from generator.hashing import Draws, normal, uniform
-from generator.rows import Rows
+from cdf_generator.hashing import Draws, normal, uniform
+from cdf_generator.rows import Rows
+from cdf_pipeline.contracts import SCHEMA_VERSION
 
 RISKY_SHARE = 0.30
 

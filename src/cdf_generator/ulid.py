@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from generator.hashing import U64, label_hash
+from cdf_generator.hashing import U64, label_hash
 
 ALPHABET = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DIGITS = np.frombuffer(ALPHABET, dtype=np.uint8)

@@ -90,10 +90,10 @@ def _root(args: argparse.Namespace, settings_root: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the files; print a summary table (and JSON with ``--json``)."""
+    from cdf_generator.api import generate
     from cdf_pipeline.config import load_settings
     from cdf_pipeline.storage import S3Config, Storage, s3_config
     from cdf_pipeline.tenants import parse_tenant_list
-    from generator.api import generate
 
     tenants = parse_tenant_list(args.tenants)
     settings = load_settings(args.profile)

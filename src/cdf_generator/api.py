@@ -2,7 +2,7 @@
 
 Example::
 
-    from generator.api import generate
+    from cdf_generator.api import generate
     summary = generate(["acme", "globex"], 30_000, 30_000, seed=42, root_uri="./lakehouse")
 """
 
@@ -18,14 +18,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from cdf_generator import build, shapes, sink
+from cdf_generator.plan import EntityCtx, Universe
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.contracts.schemas import arrow_schema
 from cdf_pipeline.exceptions import InputError
 from cdf_pipeline.storage import S3Config, Storage, join
 from cdf_pipeline.telemetry import stage
 from cdf_pipeline.tenants import validate_tenant_id
-from generator import build, shapes, sink
-from generator.plan import EntityCtx, Universe
 
 DEFAULT_AS_OF = dt.date(2026, 1, 1)
 DEFAULT_CHUNK_ROWS = 250_000

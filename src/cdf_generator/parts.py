@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from cdf_pipeline.contracts import SCHEMA_VERSION
-from generator import pools as P
-from generator import ulid
-from generator.arrow_util import (
+from cdf_generator import pools as P
+from cdf_generator import ulid
+from cdf_generator.arrow_util import (
     const_str,
     decimal_from_micros,
     flag_lists,
@@ -19,10 +18,11 @@ from generator.arrow_util import (
     take,
     timestamps,
 )
-from generator.hashing import bits, choice, normal, randint, uniform
-from generator.plan import DAY_US
-from generator.refs import Refs
-from generator.rows import Rows
+from cdf_generator.hashing import bits, choice, normal, randint, uniform
+from cdf_generator.plan import DAY_US
+from cdf_generator.refs import Refs
+from cdf_generator.rows import Rows
+from cdf_pipeline.contracts import SCHEMA_VERSION
 
 MAX_COST_MICROS = 10**12 - 1  # below decimal(18, 6)'s limit
 

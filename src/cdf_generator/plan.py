@@ -15,8 +15,8 @@ from functools import cached_property, lru_cache
 import numpy as np
 import pyarrow as pa
 
-from generator import catalog, ulid
-from generator.hashing import I64, U64, label_hash, randint, row_hash, uniform
+from cdf_generator import catalog, ulid
+from cdf_generator.hashing import I64, U64, label_hash, randint, row_hash, uniform
 
 DAY_US = 86_400_000_000
 ROLE_BASE, ROLE_UPDATE, ROLE_LATE, ROLE_NEW, ROLE_LATE_PARENT = 0, 1, 2, 3, 4

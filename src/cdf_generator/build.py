@@ -14,13 +14,13 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
+from cdf_generator import anomalies, catalog, parts, suppliers
+from cdf_generator.arrow_util import const_str
+from cdf_generator.hashing import I64, randint, uniform
+from cdf_generator.plan import EntityCtx, Plan, make_plan
+from cdf_generator.rows import Rows, make_conflicts, make_rows
 from cdf_pipeline.contracts import entity as contract
 from cdf_pipeline.contracts.schemas import arrow_schema
-from generator import anomalies, catalog, parts, suppliers
-from generator.arrow_util import const_str
-from generator.hashing import I64, randint, uniform
-from generator.plan import EntityCtx, Plan, make_plan
-from generator.rows import Rows, make_conflicts, make_rows
 
 LABEL_SCHEMA = pa.schema(
     [

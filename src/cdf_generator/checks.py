@@ -18,9 +18,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cdf_generator.arrow_util import TS_TYPE
 from cdf_pipeline.contracts import Entity, Field, Kind
 from cdf_pipeline.contracts import rule_registry as R
-from generator.arrow_util import TS_TYPE
 
 Mask = npt.NDArray[np.bool_]
 

@@ -13,12 +13,12 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cdf_generator import catalog, pools, refs, ulid
+from cdf_generator.arrow_util import TS_TYPE, decimal_from_micros, float64
+from cdf_generator.hashing import U64, randint, uniform
+from cdf_generator.plan import DAY_US, EntityCtx, clean_keys, next_batch_suppliers, supplier_ctx
+from cdf_generator.rows import Rows
 from cdf_pipeline.exceptions import InputError
-from generator import catalog, pools, refs, ulid
-from generator.arrow_util import TS_TYPE, decimal_from_micros, float64
-from generator.hashing import U64, randint, uniform
-from generator.plan import DAY_US, EntityCtx, clean_keys, next_batch_suppliers, supplier_ctx
-from generator.rows import Rows
 
 Mask = npt.NDArray[np.bool_]
 Cols = dict[str, pa.Array]

@@ -8,8 +8,8 @@ from functools import cached_property
 import numpy as np
 import pyarrow as pa
 
-from generator.hashing import I64, U64, uniform
-from generator.plan import (
+from cdf_generator.hashing import I64, U64, uniform
+from cdf_generator.plan import (
     CONFLICT_VERSION_OFFSET,
     DAY_US,
     ROLE_LATE,

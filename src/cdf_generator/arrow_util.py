@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from generator.hashing import I64
+from cdf_generator.hashing import I64
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from generator import ulid
-from generator.arrow_util import lists
-from generator.hashing import I64, U64, choice, label_hash, randint, uniform
-from generator.plan import EntityCtx
+from cdf_generator import ulid
+from cdf_generator.arrow_util import lists
+from cdf_generator.hashing import I64, U64, choice, label_hash, randint, uniform
+from cdf_generator.plan import EntityCtx
 
 SLOTS = 4
 QUALIFIED_WEIGHTS = (0.45, 0.35, 0.20)  # 1, 2 or 3 qualified suppliers
