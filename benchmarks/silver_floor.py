@@ -37,7 +37,8 @@ from cdf_pipeline.ingest.files import RawFile, inspect_file
 from cdf_pipeline.ingest.read import read_normalised
 from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
-from cdf_pipeline.pipeline.stage import materialise, release, validated_rows
+from cdf_pipeline.pipeline.materialise import materialise, release
+from cdf_pipeline.pipeline.stage import validated_rows
 from cdf_pipeline.quality.normalise import RAW
 from cdf_pipeline.quality.reasons import VIOLATIONS
 from cdf_pipeline.quality.rowhash import ROW_HASH, row_hash

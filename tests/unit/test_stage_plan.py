@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cdf_pipeline.pipeline.stage import StagePlan, plan_stage
+from cdf_pipeline.pipeline.plan import StagePlan, plan_stage
 
 LIMIT = 1000
 

@@ -1,13 +1,8 @@
 """Stage one entity of a tenant run: everything up to (not including) the writes.
 
 The staged result holds the batch with its outcome per row, the MERGE input and the quarantine
-rows. Each step's result is *materialised* (a local checkpoint) rather than cached:
-
-- the plans behind it (hundreds of validation expressions) are cut off, so every later count,
-  audit and write plans in milliseconds instead of re-planning and re-describing the whole
-  pipeline (with ``persist`` each action spent seconds printing the cached plan);
-- the staged rows are a snapshot: writing silver cannot make Spark recompute them against the
-  new table state (a cache that reads a table is rebuilt when the table is written).
+rows. Each step's result is materialised (:mod:`cdf_pipeline.pipeline.materialise`); which sets
+are broadcast is decided up front by a :class:`~cdf_pipeline.pipeline.plan.StagePlan`.
 """
 
 from __future__ import annotations
@@ -28,6 +23,8 @@ from cdf_pipeline.ingest.read import read_normalised
 from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.quarantine import KEY, open_fk_only, quarantine_rows
 from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
+from cdf_pipeline.pipeline.materialise import materialise, release
+from cdf_pipeline.pipeline.plan import StagePlan, plan_stage
 from cdf_pipeline.quality.dedupe import (
     DROPPED,
     repeated_keys,
@@ -124,25 +121,6 @@ def validated_rows(
     return _apply
 
 
-def materialise(df: DataFrame, keep: list[DataFrame] | None = None) -> DataFrame:
-    """Compute ``df`` once into executor blocks and return a frame reading those blocks.
-
-    Its plan is a scan of the blocks, whatever ``df``'s plan was (see the module docstring).
-    """
-    done = df.localCheckpoint(eager=True)
-    if keep is not None:
-        keep.append(done)
-    return done
-
-
-def release(df: DataFrame) -> None:
-    """Free the blocks of a frame from :func:`materialise` now, not at the JVM's next GC."""
-    try:
-        df._jdf.queryExecution().analyzed().rdd().unpersist(False)
-    except Exception:  # not a checkpoint: the context cleaner frees it later
-        logger.debug("could not release a materialised frame", exc_info=True)
-
-
 def _fk_candidates(
     spark: SparkSession, names: TableNames, entity: Entity, tenant: str, keep: list[DataFrame]
 ) -> tuple[DataFrame, int]:
@@ -168,35 +146,6 @@ def _promotable(
         F.col("source_timestamp").desc(), F.col(KEY).desc()
     )
     return passing.withColumn("_promoted_rank", F.row_number().over(w))
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """How one entity is staged, decided once from sizes (pure: no Spark here).
-
-    Small sets are broadcast to the batch instead of shuffling it; ``max_broadcast`` is
-    ``spark.broadcast_max_rows``.
-    """
-
-    #: Look the parents the batch and the candidates reference up once, and broadcast that set.
-    cut_parents: bool
-    #: Broadcast the parent keys to the FK checks.
-    broadcast_parents: bool
-    max_broadcast: int
-
-    def broadcast(self, rows: int) -> bool:
-        """Whether a set of ``rows`` rows found while staging is small enough to broadcast."""
-        return rows <= self.max_broadcast
-
-
-def plan_stage(
-    rows_read: int, candidates: int | None, parents_small: bool, max_broadcast: int
-) -> StagePlan:
-    """The plan for a batch of ``rows_read`` rows and ``candidates`` quarantined rows waiting
-    for a parent (None: the entity has no foreign keys to re-check)."""
-    small_batch = rows_read <= max_broadcast  # a change batch, not a first load
-    cut = candidates is not None and small_batch and candidates <= max_broadcast
-    return StagePlan(cut, parents_small or cut, max_broadcast)
 
 
 @dataclass
