@@ -7,7 +7,6 @@ are broadcast is decided up front by a :class:`~cdf_pipeline.pipeline.plan.Stage
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,8 +49,6 @@ from cdf_pipeline.quality.rowhash import ROW_HASH, row_hash
 from cdf_pipeline.quality.rules import validate
 from cdf_pipeline.run_record import EntityCounts
 from cdf_pipeline.telemetry import stage
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
