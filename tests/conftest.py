@@ -18,6 +18,51 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def _price_lists() -> Any:
+    from cdf_pipeline.contracts import Entity, Field, ForeignKey, Format, Kind
+
+    return Entity(
+        name="price_lists",
+        doc="Test-only: what a supplier charges for a part.",
+        primary_key="price_id",
+        fields=(
+            Field("price_id", Kind.STRING, "Price key", required=True),
+            Field("tenant_id", Kind.STRING, "Owning tenant", required=True, fmt=Format.TENANT),
+            Field("part_id", Kind.STRING, "The part (FK to parts)", required=True),
+            Field("supplier_id", Kind.STRING, "The supplier (FK to suppliers)", required=True),
+            Field("unit_price", Kind.DECIMAL, "Price per unit", required=True, minimum=0),
+            Field("currency", Kind.STRING, "ISO-4217 code", enum=("EUR", "USD")),
+            Field(
+                "source_timestamp", Kind.TIMESTAMP, "Last change", required=True, not_future=True
+            ),
+        ),
+        foreign_keys=(ForeignKey("part_id", "parts"), ForeignKey("supplier_id", "suppliers")),
+    )
+
+
+#: A test-only third entity with keys into two parents (parts and suppliers): what adding an
+#: entity looks like. Not registered anywhere; tests that need it in the run register it.
+PRICE_LISTS = _price_lists()
+
+
+def cli_env(**overrides: str) -> dict[str, str]:
+    """The environment of a ``cdf`` child process: none of the caller's CDF/AWS/PG settings,
+    Spark on loopback with this venv's Python, no telemetry export (the aws and docker profiles
+    would export to a collector on localhost)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CDF_", "AWS_", "PG"))}
+    env.update(
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        SPARK_LOCAL_IP="127.0.0.1",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+        CDF__SPARK__DRIVER_MEMORY="1g",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    env.update(overrides)
+    return env
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip locally when infrastructure is missing; fail in CI, where everything must run."""
     if condition:

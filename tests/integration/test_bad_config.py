@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import free_port, require
+from conftest import cli_env, free_port, require
 from servers.postgres import PostgresServer, start_postgres, stop_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.catalogs]
@@ -30,17 +30,7 @@ EXIT_CONFIG = 2
 def cdf_run(
     profile: str, root: str, env: dict[str, str], *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CDF_", "AWS_", "PG"))}
-    base.update(
-        PYSPARK_PYTHON=sys.executable,
-        SPARK_LOCAL_IP="127.0.0.1",
-        OTEL_TRACES_EXPORTER="none",  # the aws and docker profiles export to a local collector
-        OTEL_METRICS_EXPORTER="none",
-        CDF__SPARK__MASTER="local[1]",
-        CDF__SPARK__DRIVER_MEMORY="1g",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    base.update(env)
+    base = cli_env(CDF__SPARK__MASTER="local[1]", **env)
     cmd = [sys.executable, "-m", "cdf_pipeline.cli", "run", "--tenant", "acme"]
     return subprocess.run(
         [*cmd, "--profile", profile, "--root", root, *extra],

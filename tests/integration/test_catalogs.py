@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require
+from conftest import cli_env, require
 from servers.postgres import PostgresServer, start_postgres, stop_postgres
 from servers.rest_catalog import RestCatalogServer, start_rest_catalog, stop_rest_catalog
 
@@ -45,18 +45,7 @@ class Deployment:
 
 
 def cdf(dep: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CDF_", "AWS_", "PG"))}
-    env.update(
-        PYSPARK_PYTHON=sys.executable,
-        PYSPARK_DRIVER_PYTHON=sys.executable,
-        SPARK_LOCAL_IP="127.0.0.1",
-        OTEL_TRACES_EXPORTER="none",  # the aws and docker profiles export to a local collector
-        OTEL_METRICS_EXPORTER="none",
-        CDF__SPARK__MASTER="local[2]",
-        CDF__SPARK__SHUFFLE_PARTITIONS="2",
-        CDF__SPARK__DRIVER_MEMORY="1g",
-        **dep.env,
-    )
+    env = cli_env(CDF__SPARK__MASTER="local[2]", CDF__SPARK__SHUFFLE_PARTITIONS="2", **dep.env)
     cmd = [sys.executable, "-m", "cdf_pipeline.cli", *args, "--profile", dep.profile]
     return subprocess.run(
         [*cmd, "--root", dep.root], cwd=REPO, env=env, capture_output=True, text=True,

@@ -15,13 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
+from conftest import PRICE_LISTS
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
-from cdf_pipeline.contracts import ENTITIES, Entity, Field, ForeignKey, Format, Kind, contract_set
+from cdf_pipeline.contracts import ENTITIES, contract_set
 from cdf_pipeline.contracts.order import dependency_order
 from cdf_pipeline.contracts.schemas import arrow_schema
 from cdf_pipeline.lakehouse.tables import TableNames
@@ -30,21 +31,6 @@ from cdf_pipeline.pipeline.silver import run_tenant
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 TENANT = "acme"
-PRICE_LISTS = Entity(
-    name="price_lists",
-    doc="Test-only: what a supplier charges for a part.",
-    primary_key="price_id",
-    fields=(
-        Field("price_id", Kind.STRING, "Price key", required=True),
-        Field("tenant_id", Kind.STRING, "Owning tenant", required=True, fmt=Format.TENANT),
-        Field("part_id", Kind.STRING, "The part (FK to parts)", required=True),
-        Field("supplier_id", Kind.STRING, "The supplier (FK to suppliers)", required=True),
-        Field("unit_price", Kind.DECIMAL, "Price per unit", required=True, minimum=0),
-        Field("currency", Kind.STRING, "ISO-4217 code", enum=("EUR", "USD")),
-        Field("source_timestamp", Kind.TIMESTAMP, "Last change", required=True, not_future=True),
-    ),
-    foreign_keys=(ForeignKey("part_id", "parts"), ForeignKey("supplier_id", "suppliers")),
-)
 
 
 def test_dependency_order_puts_every_parent_first() -> None:

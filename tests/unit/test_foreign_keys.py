@@ -202,20 +202,10 @@ def test_the_referenced_parents_stand_in_for_all_parents(
 def test_each_foreign_key_is_checked_against_its_own_parent(spark: SparkSession) -> None:
     """An entity with keys into two parents: an id that exists, but in the other parent, is an
     orphan of the key that names it."""
-    from cdf_pipeline.contracts import Entity, Field, ForeignKey, Kind
+    from conftest import PRICE_LISTS
+
     from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE
 
-    prices = Entity(
-        name="prices",
-        doc="test-only: a price of a part from a supplier",
-        primary_key="price_id",
-        fields=(
-            Field("price_id", Kind.STRING, "key", required=True),
-            Field("part_id", Kind.STRING, "FK to parts", required=True),
-            Field("supplier_id", Kind.STRING, "FK to suppliers", required=True),
-        ),
-        foreign_keys=(ForeignKey("part_id", "parts"), ForeignKey("supplier_id", "suppliers")),
-    )
     keys = spark.createDataFrame(
         [("parts", "P1"), ("suppliers", "S1")], [PARENT_ENTITY, PARENT_KEY]
     )
@@ -223,7 +213,7 @@ def test_each_foreign_key_is_checked_against_its_own_parent(spark: SparkSession)
         [("ok", "P1", "S1"), ("wrong-parent", "S1", "P1"), ("none", "P9", "S9")],
         ["price_id", "part_id", "supplier_id"],
     ).withColumn(VIOLATIONS, F.array().cast(VIOLATIONS_TYPE))
-    out = rows.transform(check_foreign_keys(prices, keys)).select(
+    out = rows.transform(check_foreign_keys(PRICE_LISTS, keys)).select(
         "price_id",
         F.array_sort(
             F.transform(VIOLATIONS, lambda v: F.concat_ws("=", v["rule"], v["value"]))
