@@ -1,6 +1,6 @@
 """Discover a tenant's raw files and decide which are new, by content hash.
 
-Raw layout: ``<raw>/tenant_id=<t>/entity=<suppliers|parts>/ingest_date=YYYY-MM-DD/<file>``. A file
+Raw layout: ``<raw>/tenant_id=<t>/entity=<entity>/ingest_date=YYYY-MM-DD/<file>``. A file
 whose SHA-256 was already ingested for the tenant is skipped (never counted twice), whatever its
 name. Each new file is checked before Spark reads it, so one corrupt file fails alone.
 """
@@ -77,9 +77,10 @@ def _columns_and_rows(storage: Storage, uri: str) -> tuple[tuple[str, ...], int]
     return tuple(header), int(table.num_rows)
 
 
-def inspect_file(storage: Storage, entity: str, uri: str) -> RawFile:
-    """Hash and pre-check one file; a file that cannot be read carries ``error`` instead of rows."""
-    sha = storage.sha256(uri)
+def inspect_file(storage: Storage, entity: str, uri: str, *, sha256: str | None = None) -> RawFile:
+    """Hash (unless ``sha256`` is known) and pre-check one file; a file that cannot be read
+    carries ``error`` instead of rows."""
+    sha = sha256 or storage.sha256(uri)
     try:
         columns, rows = _columns_and_rows(storage, uri)
     except Exception as exc:

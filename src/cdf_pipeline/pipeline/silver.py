@@ -54,11 +54,12 @@ def _select_new_files(
     seen: set[str] = set()
     for name, paths in found.items():
         for path in paths:
-            raw = inspect_file(storage, name, path)
-            if raw.sha256 in done or raw.sha256 in seen:
+            sha = storage.sha256(path)
+            if sha in done or sha in seen:  # known content: not read any further
                 skipped += 1
                 continue
-            seen.add(raw.sha256)
+            seen.add(sha)
+            raw = inspect_file(storage, name, path, sha256=sha)
             (bad if raw.error else new[name]).append(raw)
     return new, bad, skipped, any_files
 

@@ -1,7 +1,7 @@
 """Row rules as Spark Column expressions, derived from the contract (no UDFs, nothing collected).
 
 When a row breaks each rule is said once, in ``contracts/rule_registry.py``; :func:`expression`
-compiles that to a Column (``generator/checks.py`` compiles the same to pyarrow masks).
+compiles that to a Column (``cdf_generator/checks.py`` compiles the same to pyarrow masks).
 
 :func:`validate` returns a ``DataFrame -> DataFrame`` transform that appends the violations of
 every row rule in ``Entity.row_rules`` (plus the tenant check) to ``_violations``.
