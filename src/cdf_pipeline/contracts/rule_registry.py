@@ -4,8 +4,8 @@ Each row rule kind has one :class:`RowRule` entry in :data:`ROW_RULES`: the fiel
 declared on and its *breach*, the condition under which a row breaks it, written in the small
 engine-neutral vocabulary below. Two compilers turn a breach into something that runs: Spark
 Column expressions in ``quality/rules.py`` (the silver job) and pyarrow masks in
-``cdf_generator/checks.py`` (labelled test data, no Spark). So a new rule kind is one entry here; only
-a new node of the vocabulary needs a case in both compilers (mypy and
+``cdf_generator/checks.py`` (labelled test data, no Spark). So a new rule kind is one entry
+here; only a new node of the vocabulary needs a case in both compilers (mypy and
 ``tests/unit/test_rule_registry.py`` fail until it has one).
 
 Meaning, for every engine: SQL's three-valued logic, over values as ``quality.normalise`` leaves
