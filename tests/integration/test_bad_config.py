@@ -30,7 +30,7 @@ EXIT_CONFIG = 2
 def cdf_run(
     profile: str, root: str, env: dict[str, str], *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    base = cli_env(CDF__SPARK__MASTER="local[1]", **env)
+    base = cli_env(**{"CDF__SPARK__MASTER": "local[1]", **env})
     cmd = [sys.executable, "-m", "cdf_pipeline.cli", "run", "--tenant", "acme"]
     return subprocess.run(
         [*cmd, "--profile", profile, "--root", root, *extra],
