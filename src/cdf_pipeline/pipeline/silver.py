@@ -12,7 +12,6 @@ import logging
 import secrets
 import time
 from datetime import datetime, timezone
-from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -21,14 +20,13 @@ from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES, RULE_SET_VERSION, Entity
 from cdf_pipeline.contracts.order import dependency_order
 from cdf_pipeline.exceptions import CdfError
-from cdf_pipeline.ingest.files import RawFile, discover, inspect_file, tenant_raw_dir
+from cdf_pipeline.ingest.files import RawFile, tenant_raw_dir
 from cdf_pipeline.lakehouse import merge, ops, quarantine
 from cdf_pipeline.lakehouse.tables import TableNames, current_snapshot_ids, ensure_tables
 from cdf_pipeline.pipeline.audits import parent_keys, run_audits
+from cdf_pipeline.pipeline.inputs import drift_note, file_row, select_new_files
 from cdf_pipeline.pipeline.stage import StagedEntity, stage_entity
-from cdf_pipeline.quality.normalise import detect_drift
 from cdf_pipeline.run_record import trace_run
-from cdf_pipeline.storage import canonical, storage_for
 from cdf_pipeline.telemetry import current_trace_id, record_exception, set_attributes, stage
 from cdf_pipeline.tenants import validate_tenant_id
 
@@ -38,46 +36,6 @@ logger = logging.getLogger(__name__)
 def new_run_id(now: datetime) -> str:
     """Sortable, unique run id: UTC time plus random bits (``20261122T101500Z-3f9a1c2e``)."""
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-
-
-def _select_new_files(
-    spark: SparkSession, names: TableNames, settings: Settings, tenant: str
-) -> tuple[dict[str, list[RawFile]], list[RawFile], int, bool]:
-    """(good new files per entity, unreadable files, skipped count, tenant has any raw files)."""
-    storage = storage_for(settings)
-    found = discover(storage, settings.raw_uri, tenant)
-    any_files = any(found.values())
-    done = ops.ingested_hashes(spark, names, tenant) if any_files else set()
-    new: dict[str, list[RawFile]] = {name: [] for name in ENTITIES}
-    bad: list[RawFile] = []
-    skipped = 0
-    seen: set[str] = set()
-    for name, paths in found.items():
-        for path in paths:
-            sha = storage.sha256(path)
-            if sha in done or sha in seen:  # known content: not read any further
-                skipped += 1
-                continue
-            seen.add(sha)
-            raw = inspect_file(storage, name, path, sha256=sha)
-            (bad if raw.error else new[name]).append(raw)
-    return new, bad, skipped, any_files
-
-
-def drift_note(raw: RawFile, extra_policy: str) -> str | None:
-    """A one-line description of how the file's columns differ from the contract (or None)."""
-    drift = detect_drift(ENTITIES[raw.entity], list(raw.columns))
-    notes = []
-    if drift.missing_required:
-        notes.append(
-            f"missing required columns {', '.join(drift.missing_required)} (rows quarantined)"
-        )
-    if drift.extra:
-        action = "ignored" if extra_policy == "ignore" else "rows quarantined"
-        notes.append(f"extra columns {', '.join(drift.extra)} ({action})")
-    if notes:
-        logger.warning("schema drift in %s: %s", raw.name, "; ".join(notes))
-    return "; ".join(notes) or None
 
 
 def _snapshots(spark: SparkSession, names: TableNames) -> dict[str, int]:
@@ -117,7 +75,7 @@ def run_tenant(
     with stage("cdf.silver_run", **root_attrs) as span:
         run.trace_id = current_trace_id()
         ensure_tables(spark, names)
-        new, bad, run.skipped_files, any_files = _select_new_files(spark, names, settings, tenant)
+        new, bad, run.skipped_files, any_files = select_new_files(spark, names, settings, tenant)
         run.files = [
             S.FileResult(f.entity, f.path, f.sha256, None, ops.FAILED, f.error) for f in bad
         ]
@@ -172,7 +130,7 @@ def run_tenant(
             with stage("record_run", **{"cdf.tenant": tenant}):
                 ops.record_run(spark, names, _finished(run).row())
                 manifest = [
-                    _file_row(tenant, run.run_id, now, f) for f in run.files if f.status != "STAGED"
+                    file_row(tenant, run.run_id, now, f) for f in run.files if f.status != "STAGED"
                 ]
                 ops.record_files(spark, names, manifest)
         except CdfError:
@@ -303,7 +261,7 @@ def _finish_without_data(
         run.status = S.FAILED
         run.message = f"nothing ingested: {len(run.files)} new file(s) could not be read"
         ops.record_files(
-            spark, names, [_file_row(run.tenant, run.run_id, now, f) for f in run.files]
+            spark, names, [file_row(run.tenant, run.run_id, now, f) for f in run.files]
         )
     else:
         run.status = S.NOTHING_NEW
@@ -311,18 +269,3 @@ def _finish_without_data(
             f"nothing new to ingest for {run.tenant} ({run.skipped_files} file(s) already ingested)"
         )
     run.seconds = time.monotonic() - started
-
-
-def _file_row(tenant: str, run_id: str, now: datetime, f: S.FileResult) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant,
-        "entity": f.entity,
-        "file": canonical(f.file),
-        "sha256": f.sha256,
-        "rows": f.rows,
-        "run_id": run_id,
-        "ingested_at": now,
-        "status": f.status,
-        "error": f.error,
-        "note": f.note,
-    }
