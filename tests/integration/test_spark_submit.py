@@ -104,6 +104,9 @@ def test_spark_submit_runs_the_silver_job_then_finds_nothing_new(
 def test_spark_submit_json_summary_is_the_last_stdout_line(submitted: dict[str, Any]) -> None:
     for proc in (submitted["first"], submitted["again"]):
         assert proc is not None and proc.returncode == 0
+        # A clean run ends quietly: no shutdown noise from the JVM after the summary.
+        for noise in ("RejectedExecutionException", "was not removed normally", "Traceback"):
+            assert noise not in proc.stdout + proc.stderr, noise
         last = proc.stdout.strip().splitlines()[-1]
         assert json.loads(last)["status"] in (S.SUCCEEDED, S.NOTHING_NEW), last
 

@@ -28,8 +28,12 @@ def materialise(df: DataFrame, keep: list[DataFrame] | None = None) -> DataFrame
 
 
 def release(df: DataFrame) -> None:
-    """Free the blocks of a frame from :func:`materialise` now, not at the JVM's next GC."""
+    """Free the blocks of a frame from :func:`materialise` now, not at the JVM's next GC.
+
+    Blocking: the run stops its session right after, and a removal still pending then is
+    logged by Spark as a block "not removed normally" on an otherwise clean run.
+    """
     try:
-        df._jdf.queryExecution().analyzed().rdd().unpersist(False)
+        df._jdf.queryExecution().analyzed().rdd().unpersist(True)
     except Exception:  # not a checkpoint: the context cleaner frees it later
         logger.debug("could not release a materialised frame", exc_info=True)
