@@ -52,6 +52,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the REST catalog server the test suite uses
 
+from conftest import cli_env  # noqa: E402
 from servers.rest_catalog import (  # noqa: E402
     RestCatalogServer,
     start_rest_catalog,
@@ -89,17 +90,9 @@ def free_port() -> int:
 
 
 def base_env() -> dict[str, str]:
-    """The children's environment: this one without CDF_/AWS_ settings, plus what both share."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CDF_", "AWS_", "PG"))}
-    env.update(
-        PYSPARK_PYTHON=sys.executable,
-        PYSPARK_DRIVER_PYTHON=sys.executable,
-        SPARK_LOCAL_IP="127.0.0.1",
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_TRACES_EXPORTER="none",
-        CDF__SPARK__MASTER="local[2]",
-    )
-    return env
+    """The children's environment: the test suite's (no caller CDF_/AWS_/PG settings, loopback
+    Spark), with the profiles' own 4 GB driver."""
+    return cli_env(CDF__SPARK__MASTER="local[2]", CDF__SPARK__DRIVER_MEMORY="4g")
 
 
 def s3_env(endpoint: str, rest_uri: str | None) -> dict[str, str]:
