@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import time
@@ -163,15 +164,23 @@ def generate(
     s3_endpoint: str | None = None,
     storage: Storage | None = None,
     progress: Callable[[str], None] | None = None,
+    to: str | None = None,
+    pg_schema: str = "landing",
 ) -> GenerateSummary:
     """Write one data file and one labels file per (tenant, entity) of ``batch`` under ``root_uri``.
 
     Layout: ``raw/tenant_id=<t>/entity=<e>/ingest_date=<as-of of the batch>/<sha256>.<fmt>`` and
     ``labels/tenant_id=<t>/entity=<e>/batch=<b>/labels.parquet``.
 
+    With ``to`` (``postgresql://user@host:port/db``, the password from PGPASSWORD or ~/.pgpass)
+    the rows go to the landing tables ``<pg_schema>.<entity>`` instead of files (see
+    :mod:`cdf_generator.pg_sink`); ``{tenant}`` in ``pg_schema`` gives each tenant its schema.
+    The labels still go under ``root_uri``, their ``source_file`` naming the landing table.
+
     Raises:
         InputError: a bad argument or an unwritable destination.
         InvalidTenantError: a malformed tenant id.
+        ConfigError: a refused PostgreSQL URI, login or schema name.
     """
     started = time.perf_counter()
     _check(fmt in shapes.FORMATS, f"--format must be one of {shapes.FORMATS}, got {fmt!r}")
@@ -186,18 +195,32 @@ def generate(
             s3 = S3Config(endpoint=s3_endpoint, region=s3.region, path_style=True)
         storage = Storage(s3)
     storage.check_writable(root_uri)
+    schemas = pg_schemas(pg_schema, universe.tenants) if to else {}
+    conn = None
+    if to:
+        from cdf_pipeline.landing.pg_source import connect
+
+        conn = connect(to)
     summary = GenerateSummary(batch=batch)
     ingest_date = universe.as_of_date(batch).isoformat()
     root_attrs = {"pipeline.name": "cdf.generate", "cdf.batch": batch, "cdf.format": fmt}
-    with stage("cdf.generate", **root_attrs, **{"cdf.tenant_count": len(universe.tenants)}):
+    with (
+        stage("cdf.generate", **root_attrs, **{"cdf.tenant_count": len(universe.tenants)}),
+        _closing(conn),
+    ):
         for tenant in universe.tenants:
             summary.tenants[tenant] = {}
             for entity in ENTITY_ORDER:
                 with stage("generate_file", **{"cdf.tenant": tenant, "cdf.entity": entity}) as span:
                     ctx = EntityCtx(universe, tenant, entity)
-                    uri, label_uri, written = _write_entity(
-                        storage, root_uri, ctx, batch, ingest_date, fmt, shape, chunk_rows
-                    )
+                    if conn is not None:
+                        uri, label_uri, written = _load_entity_pg(
+                            conn, schemas[tenant], storage, root_uri, ctx, batch, chunk_rows
+                        )
+                    else:
+                        uri, label_uri, written = _write_entity(
+                            storage, root_uri, ctx, batch, ingest_date, fmt, shape, chunk_rows
+                        )
                     span.set_attributes(
                         {"cdf.rows.written": written.rows, "cdf.rows.anomalous": written.anomalies}
                     )
@@ -208,6 +231,15 @@ def generate(
                     progress(f"wrote {uri} ({written.rows} rows, {written.anomalies} labelled)")
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@contextlib.contextmanager
+def _closing(conn: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if conn is not None:
+            conn.close()
 
 
 def _write_entity(
@@ -233,16 +265,62 @@ def _write_entity(
         )
         name = f"{storage.sha256(str(tmp))}.{fmt}"
         uri = storage.put(tmp, join(data_dir, name))
-    labels = build.label_table(ctx, batch, label_parts, name)
-    label_dir = join(root_uri, f"labels/tenant_id={tenant}/entity={entity}/batch={batch}")
+    label_uri, summary = _write_labels(storage, root_uri, ctx, batch, label_parts, name, rows)
+    return uri, label_uri, summary
+
+
+def _load_entity_pg(
+    conn: Any, schema: str, storage: Storage, root_uri: str, ctx: EntityCtx, batch: int,
+    chunk_rows: int,
+) -> tuple[str, str, EntitySummary]:  # fmt: skip
+    """Load one (tenant, entity) into its landing table; write its labels as for a file."""
+    from cdf_generator import pg_sink
+
+    label_parts: list[build.LabelPart] = []
+    chunks = _chunks(ctx, batch, chunk_rows, label_parts, "parquet", "contract")
+    load = pg_sink.load_entity(conn, schema, ENTITIES[ctx.entity], batch, chunks)
+    label_uri, summary = _write_labels(
+        storage, root_uri, ctx, batch, label_parts, load.table, load.rows
+    )
+    return load.table, label_uri, summary
+
+
+def _write_labels(
+    storage: Storage,
+    root_uri: str,
+    ctx: EntityCtx,
+    batch: int,
+    label_parts: list[build.LabelPart],
+    source: str,
+    rows: int,
+) -> tuple[str, EntitySummary]:
+    """The labels file of one data file (or landing table ``source``) and its summary."""
+    labels = build.label_table(ctx, batch, label_parts, source)
+    label_dir = join(root_uri, f"labels/tenant_id={ctx.tenant}/entity={ctx.entity}/batch={batch}")
     with storage.staged_file(label_dir, ".parquet") as ltmp:
         sink.write_labels(ltmp, labels)
         label_uri = storage.put(ltmp, join(label_dir, "labels.parquet"))
     counts = Counter(labels.column("anomaly").to_pylist())
-    return (
-        uri,
-        label_uri,
-        EntitySummary(
-            rows=rows, anomalies=labels.num_rows, by_anomaly=dict(sorted(counts.items()))
-        ),
+    return label_uri, EntitySummary(
+        rows=rows, anomalies=labels.num_rows, by_anomaly=dict(sorted(counts.items()))
     )
+
+
+def pg_schemas(template: str, tenants: Sequence[str]) -> dict[str, str]:
+    """The landing schema of each tenant from ``template`` (``{tenant}`` is replaced).
+
+    Raises:
+        InputError: several tenants into one fixed schema (their rows would mix).
+        ConfigError: a schema name PostgreSQL would need quoting for.
+    """
+    from cdf_pipeline.landing.pg_source import quote_ident
+
+    if len(tenants) > 1 and "{tenant}" not in template:
+        raise InputError(
+            f"{len(tenants)} tenants into the one PostgreSQL schema {template!r} would mix their "
+            "rows: give a schema per tenant, e.g. --pg-schema 'landing_{tenant}'"
+        )
+    out = {t: template.replace("{tenant}", t) for t in tenants}
+    for name in out.values():
+        quote_ident(name)
+    return out

@@ -16,6 +16,8 @@ EPILOG = """\
 Files land under the root as raw/tenant_id=<t>/entity=<e>/ingest_date=<as-of>/<sha256>.<fmt>
 with ground-truth labels in labels/tenant_id=<t>/entity=<e>/batch=<b>/labels.parquet.
 Root: --out URI, else --root, else $CDF_ROOT, else the profile's root (./lakehouse).
+With --to postgresql://user@host:port/db the rows go to <schema>.<entity> landing tables instead
+(batch 1 inserts; a change batch updates changed rows in place and inserts new keys).
 See docs/generator.md for the distributions, anomaly types and file shapes."""
 
 
@@ -58,6 +60,17 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         "profile's root)",
     )  # fmt: skip
     where.add_argument("--out", help="root URI: a local path or s3://bucket/prefix")
+    p.add_argument(
+        "--to", metavar="URI",
+        help="load the rows into a PostgreSQL landing database instead of writing files: "
+        "postgresql://user@host:port/db (password from PGPASSWORD or ~/.pgpass, never the URI); "
+        "labels still go under the root; --format/--shape apply to files only",
+    )  # fmt: skip
+    p.add_argument(
+        "--pg-schema", default="landing", metavar="TEMPLATE",
+        help="landing schema for --to; '{tenant}' is replaced by each tenant id (required with "
+        "several tenants, e.g. 'landing_{tenant}'); default landing",
+    )  # fmt: skip
     p.add_argument("--profile", default="local", help="configuration profile (default local)")
     p.add_argument(
         "--as-of", type=_date, default=dt.date(2026, 1, 1),
@@ -134,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         chunk_rows=args.chunk_rows,
         storage=Storage(s3),
         progress=progress,
+        to=args.to,
+        pg_schema=args.pg_schema,
     )
     telemetry.finish()  # before printing: an export error must not follow the JSON line
     data = summary.to_dict()
