@@ -34,7 +34,8 @@ COMPRESSION = "snappy"
 
 #: Suffixes of the helper columns a GEO field is selected as (``<name>__lat`` ...).
 _GEO_PARTS = ("lat", "lon", "obj", "bad")
-_NOT_A_NUMBER = pa.array(["NaN", "Infinity", "-Infinity"])
+#: NUMERIC values with no decimal form (ADBC spells them in lower case, PostgreSQL in mixed case).
+_NOT_A_NUMBER = pa.array(["nan", "NaN", "inf", "-inf", "Infinity", "-Infinity", "infinity", "-infinity"])
 
 
 def source_expr(f: Field) -> str:
