@@ -73,7 +73,7 @@ def load(uri: str, tmp_path: Path, schema: str, batch: int = 1, tenants: str = "
 
 
 def expected(entity: str, batch: int = 1, tenant: str = "acme") -> pa.Table:
-    """The generator's rows in the pull's order: cursor column, then key, nulls first."""
+    """The generator's rows in the pull's order: cursor column, then key, nulls last."""
     table, _ = build_tables(
         tenant,
         entity,
@@ -83,9 +83,7 @@ def expected(entity: str, batch: int = 1, tenant: str = "acme") -> pa.Table:
         batch=batch,
         as_of=AS_OF,
     )
-    keys = [
-        (c, "ascending", "at_start") for c in ("source_timestamp", ENTITIES[entity].primary_key)
-    ]
+    keys = [(c, "ascending", "at_end") for c in ("source_timestamp", ENTITIES[entity].primary_key)]
     return table.sort_by(keys)
 
 

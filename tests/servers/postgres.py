@@ -20,6 +20,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -71,8 +72,11 @@ class PostgresServer:
         }
 
 
-def start_postgres(base_dir: Path) -> PostgresServer:
-    """Create a cluster in ``base_dir/data``, start it on a free loopback port, create ``cdf``."""
+def start_postgres(base_dir: Path, settings: Mapping[str, str] | None = None) -> PostgresServer:
+    """Create a cluster in ``base_dir/data``, start it on a free loopback port, create ``cdf``.
+
+    ``settings`` override or add ``postgresql.conf`` entries (a benchmark's ``shared_buffers``).
+    """
     bin_dir = _bin_dir()
     base_dir = base_dir.absolute()
     data, log = base_dir / "data", base_dir / "postgres.log"
@@ -103,7 +107,12 @@ def start_postgres(base_dir: Path) -> PostgresServer:
     finally:
         pwfile.unlink()
     port = _free_port()
-    settings = {**_SETTINGS, "port": str(port), "unix_socket_directories": f"'{sock}'"}
+    settings = {
+        **_SETTINGS,
+        **(settings or {}),
+        "port": str(port),
+        "unix_socket_directories": f"'{sock}'",
+    }
     with (data / "postgresql.conf").open("a") as conf:
         conf.write("\n# tests/servers/postgres.py\n")
         conf.writelines(f"{k} = {v}\n" for k, v in settings.items())

@@ -15,14 +15,16 @@ them: nothing changes silently.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cdf_pipeline.contracts.model import Entity, Field, Kind
+from cdf_pipeline.contracts.model import Entity, Field, Format, Kind
 from cdf_pipeline.contracts.schemas import _POSTGRES as PG_TYPES
 from cdf_pipeline.contracts.schemas import arrow_schema
 from cdf_pipeline.exceptions import InputError
@@ -35,7 +37,9 @@ COMPRESSION = "snappy"
 #: Suffixes of the helper columns a GEO field is selected as (``<name>__lat`` ...).
 _GEO_PARTS = ("lat", "lon", "obj", "bad")
 #: NUMERIC values with no decimal form (ADBC spells them in lower case, PostgreSQL in mixed case).
-_NOT_A_NUMBER = pa.array(["nan", "NaN", "inf", "-inf", "Infinity", "-Infinity", "infinity", "-infinity"])
+_NOT_A_NUMBER = pa.array(
+    ["nan", "NaN", "inf", "-inf", "Infinity", "-Infinity", "infinity", "-infinity"]
+)
 
 
 def source_expr(f: Field) -> str:
@@ -144,34 +148,44 @@ class CursorTracker:
             self.value, self.key = col[i], batch.column(self.key_column)[i]
 
 
+def dictionary_columns(fields: Sequence[Field]) -> list[str]:
+    """Columns worth dictionary encoding: enums and the tenant id (few distinct values); for the
+    others a dictionary overflows and is thrown away, which costs ~35 % of the write time."""
+    return [f.name for f in fields if f.enum is not None or f.fmt is Format.TENANT]
+
+
 def write_parquet(
-    batches: Iterable[pa.RecordBatch], dest: Path, schema: pa.Schema, tracker: CursorTracker
+    batches: Iterable[pa.RecordBatch],
+    dest: Path,
+    schema: pa.Schema,
+    tracker: CursorTracker,
+    dictionary: Sequence[str] = (),
 ) -> int:
     """Stream ``batches`` into ``dest`` in fixed-size row groups; the row count (0: no file).
 
-    Written to ``<dest>.part`` and renamed, so ``dest`` is whole or absent.
+    Encoding runs on a writer thread while this one reads and converts the next batches (ADBC's
+    reader and Parquet's encoder both release the GIL). Written to ``<dest>.part`` and renamed,
+    so ``dest`` is whole or absent.
 
     Raises:
         InputError: the destination cannot be written.
     """
     part = dest.with_name(dest.name + ".part")
-    pending: list[pa.RecordBatch] = []
-    pending_rows = rows = 0
+    rows = 0
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with pq.ParquetWriter(part, schema, compression=COMPRESSION) as writer:
+        writer = pq.ParquetWriter(
+            part, schema, compression=COMPRESSION, use_dictionary=list(dictionary) or False
+        )
+        with _WriterThread(writer) as out:
+            groups = _RowGroups(schema)
             for batch in batches:
                 tracker.see(batch)
-                pending.append(batch)
-                pending_rows += batch.num_rows
                 rows += batch.num_rows
-                while pending_rows >= ROW_GROUP_ROWS:
-                    whole = pa.Table.from_batches(pending, schema)
-                    writer.write_table(whole.slice(0, ROW_GROUP_ROWS), ROW_GROUP_ROWS)
-                    rest = whole.slice(ROW_GROUP_ROWS)
-                    pending, pending_rows = rest.to_batches(), rest.num_rows
-            if pending_rows:
-                writer.write_table(pa.Table.from_batches(pending, schema), ROW_GROUP_ROWS)
+                for group in groups.push(batch):
+                    out.put(group)
+            for group in groups.flush():
+                out.put(group)
     except OSError as exc:
         part.unlink(missing_ok=True)
         raise InputError(f"cannot write the pulled rows to {dest}: {exc}") from exc
@@ -183,3 +197,60 @@ def write_parquet(
     else:
         os.replace(part, dest)
     return rows
+
+
+class _RowGroups:
+    """Re-cut a stream of batches into contiguous row groups of exactly ``ROW_GROUP_ROWS``."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.pending: list[pa.RecordBatch] = []
+        self.count = 0
+
+    def push(self, batch: pa.RecordBatch) -> Iterator[pa.Table]:
+        self.pending.append(batch)
+        self.count += batch.num_rows
+        while self.count >= ROW_GROUP_ROWS:
+            whole = pa.Table.from_batches(self.pending, self.schema)
+            yield whole.slice(0, ROW_GROUP_ROWS)
+            rest = whole.slice(ROW_GROUP_ROWS)
+            self.pending, self.count = rest.to_batches(), rest.num_rows
+
+    def flush(self) -> Iterator[pa.Table]:
+        if self.count:
+            yield pa.Table.from_batches(self.pending, self.schema)
+        self.pending, self.count = [], 0
+
+
+class _WriterThread:
+    """Row groups handed to a ParquetWriter on its own thread, at most two waiting (memory)."""
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        self.writer = writer
+        self.queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self.failure: list[BaseException] = []
+        self.thread = threading.Thread(target=self._drain, name="cdf-pg-writer", daemon=True)
+
+    def _drain(self) -> None:
+        while (group := self.queue.get()) is not None:
+            if not self.failure:
+                try:
+                    self.writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+                except BaseException as exc:  # re-raised on the caller's thread
+                    self.failure.append(exc)
+
+    def put(self, group: pa.Table) -> None:
+        if self.failure:
+            raise self.failure[0]
+        self.queue.put(group)
+
+    def __enter__(self) -> _WriterThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.writer.close()
+        if self.failure:
+            raise self.failure[0]
