@@ -98,6 +98,10 @@ def load_entity(
         inserted, updated = (_insert if batch == 1 else _upsert)(cur, target, stage, entity)
         cur.execute(f"DROP TABLE {quote_ident(stage)}")
         conn.commit()
+        # Fresh statistics, as autovacuum would give a customer's table after a while: the pull's
+        # plan (index order or sort) is chosen on the real row count.
+        cur.execute(f"ANALYZE {target}")
+        conn.commit()
     except AdbcError as exc:
         conn.rollback()
         raise query_error(f"load of {schema}.{entity.name}", exc) from exc
