@@ -50,6 +50,7 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 def cmd_land(args: argparse.Namespace) -> int:
     from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
     from cdf_pipeline.landing.land import ARCHIVE, land_tenant
+    from cdf_pipeline.landing.manifest import SparkManifest
     from cdf_pipeline.preflight import check_run
     from cdf_pipeline.spark import build_session
     from cdf_pipeline.storage import storage_for
@@ -60,11 +61,16 @@ def cmd_land(args: argparse.Namespace) -> int:
         check_run(settings, storage_for(settings), create_root=True)
         spark = build_session(settings, app_name=f"cdf-land-{args.tenant}")
         try:
-            ensure_tables(spark, TableNames.of(settings))
+            names = TableNames.of(settings)
+            ensure_tables(spark, names)
             summary = land_tenant(
-                spark, settings, args.tenant, source=args.source, after_land=after,
+                SparkManifest(spark, names),
+                settings,
+                args.tenant,
+                source=args.source,
+                after_land=after,
                 archive_uri=args.archive_to,
-            )  # fmt: skip
+            )
         finally:
             spark.stop()
     telemetry.finish()  # before printing: an export error must not follow the last line

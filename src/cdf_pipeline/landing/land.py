@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pyspark.sql import SparkSession
-
 from cdf_pipeline.config import Settings
 from cdf_pipeline.exceptions import ConfigError, InputError
 from cdf_pipeline.ingest.files import tenant_raw_dir
-from cdf_pipeline.lakehouse.tables import TableNames
-from cdf_pipeline.landing import copy, manifest
+from cdf_pipeline.landing import copy
+from cdf_pipeline.landing.manifest import Known, Manifest
 from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, OUTCOMES, UNMATCHED, LandedObject
 from cdf_pipeline.landing.routing import entity_of, entity_patterns, relative_to
 from cdf_pipeline.storage import FileEntry, Storage, canonical, is_s3, join, storage_for
@@ -100,7 +98,7 @@ class LandSummary:
 
 
 def land_tenant(
-    spark: SparkSession,
+    ledger: Manifest,
     settings: Settings,
     tenant: str,
     *,
@@ -113,6 +111,7 @@ def land_tenant(
     """Land the tenant's new landing objects into raw and record them in the manifest.
 
     Args:
+        ledger: the landing manifest (:class:`~.manifest.SparkManifest` in a Spark job).
         source: the landing URI (default: the tenant's ``landing.uri``).
         only: land just these object URIs (an event's objects), if they are below ``source``.
         after_land: ``keep`` (default: the profile's ``landing.after_land``), ``delete`` or
@@ -134,16 +133,15 @@ def land_tenant(
             f"the archive {archive} must be on the same storage as the landing zone {source} "
             "(both S3 or both local)"
         )
-    names = TableNames.of(settings)
     summary = LandSummary(tenant, f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}", source)
     if source.startswith("postgresql://"):
         raise ConfigError("PostgreSQL landing zones are not wired into 'cdf land' yet")
     storage = storage_for(settings)
     _check_source(storage, source)
     lander = _FileLander(storage, settings, tenant, source, summary, now)
-    lander.known = manifest.known(spark, names, tenant)
+    lander.known = ledger.known(tenant)
     lander.run(only, after, archive)
-    manifest.record(spark, names, summary.objects)
+    ledger.record(summary.objects)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -177,7 +175,7 @@ class _FileLander:
         self.now = now
         self.raw_dir = tenant_raw_dir(settings.raw_uri, tenant)
         self.patterns = entity_patterns(settings.landing.entity_patterns)
-        self.known = manifest.Known()
+        self.known = Known()
 
     def run(self, only: Sequence[str] | None, after: str, archive: str | None) -> None:
         entries = self.storage.list_entries(self.source)
