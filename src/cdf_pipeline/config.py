@@ -41,9 +41,14 @@ _URI_SECRET = re.compile(r"//[^/@]*:[^/@]*@|[?&;](password|secret|token)=", re.I
 _SECRET_KEY = re.compile(r"password|secret|token|access-key|credential", re.IGNORECASE)
 
 
+def carries_credential(uri: str) -> bool:
+    """Whether ``uri`` holds a credential (``user:password@``, a ``password=`` parameter)."""
+    return bool(_URI_SECRET.search(uri))
+
+
 def _no_credentials(value: str | None) -> str | None:
     """Credentials never live in configuration; a URI that carries one is refused unprinted."""
-    if value and _URI_SECRET.search(value):
+    if value and carries_credential(value):
         raise ValueError(
             "the URI carries a credential (user:password@ or a password= parameter); remove it "
             "and use PGUSER/PGPASSWORD, ~/.pgpass or the AWS default chain instead"

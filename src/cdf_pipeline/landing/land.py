@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from cdf_pipeline.config import Settings
+from cdf_pipeline.config import Settings, carries_credential
 from cdf_pipeline.exceptions import ConfigError, InputError
 from cdf_pipeline.ingest.files import tenant_raw_dir
 from cdf_pipeline.landing import copy
@@ -124,6 +124,12 @@ def land_tenant(
     now = now or datetime.now(timezone.utc)
     started = time.monotonic()
     source = source or settings.landing_uri(tenant)
+    for where, uri in (("landing zone", source), ("archive", archive_uri or "")):
+        if carries_credential(uri):
+            raise ConfigError(
+                f"the {where} URI carries a credential (user:password@ or a password= "
+                "parameter); remove it and use the AWS default chain or PGPASSWORD/~/.pgpass"
+            )
     after = after_land or settings.landing.after_land
     archive = archive_uri or (settings.path(settings.landing.archive_uri or "") or None)
     if after == ARCHIVE and not archive:
