@@ -163,11 +163,15 @@ def generate(
     s3_endpoint: str | None = None,
     storage: Storage | None = None,
     progress: Callable[[str], None] | None = None,
+    landing_uri: str | None = None,
 ) -> GenerateSummary:
     """Write one data file and one labels file per (tenant, entity) of ``batch`` under ``root_uri``.
 
     Layout: ``raw/tenant_id=<t>/entity=<e>/ingest_date=<as-of of the batch>/<sha256>.<fmt>`` and
-    ``labels/tenant_id=<t>/entity=<e>/batch=<b>/labels.parquet``.
+    ``labels/tenant_id=<t>/entity=<e>/batch=<b>/labels.parquet``. With ``landing_uri``, data
+    files go where a customer would drop them instead
+    (``<landing_uri>/<t>/<e>/<e>_<date>_batch<b>.<fmt>``, the default layout ``cdf land`` reads);
+    labels stay under ``root_uri``.
 
     Raises:
         InputError: a bad argument or an unwritable destination.
@@ -186,6 +190,8 @@ def generate(
             s3 = S3Config(endpoint=s3_endpoint, region=s3.region, path_style=True)
         storage = Storage(s3)
     storage.check_writable(root_uri)
+    if landing_uri:
+        storage.check_writable(landing_uri)
     summary = GenerateSummary(batch=batch)
     ingest_date = universe.as_of_date(batch).isoformat()
     root_attrs = {"pipeline.name": "cdf.generate", "cdf.batch": batch, "cdf.format": fmt}
@@ -196,8 +202,9 @@ def generate(
                 with stage("generate_file", **{"cdf.tenant": tenant, "cdf.entity": entity}) as span:
                     ctx = EntityCtx(universe, tenant, entity)
                     uri, label_uri, written = _write_entity(
-                        storage, root_uri, ctx, batch, ingest_date, fmt, shape, chunk_rows
-                    )
+                        storage, root_uri, ctx, batch, ingest_date, fmt, shape, chunk_rows,
+                        landing_uri,
+                    )  # fmt: skip
                     span.set_attributes(
                         {"cdf.rows.written": written.rows, "cdf.rows.anomalous": written.anomalies}
                     )
@@ -219,10 +226,13 @@ def _write_entity(
     fmt: str,
     shape: str,
     chunk_rows: int,
+    landing_uri: str | None = None,
 ) -> tuple[str, str, EntitySummary]:
     """Write one (tenant, entity) data file and its labels; (data URI, labels URI, summary)."""
     tenant, entity = ctx.tenant, ctx.entity
     data_dir = join(root_uri, f"raw/tenant_id={tenant}/entity={entity}/ingest_date={ingest_date}")
+    if landing_uri:
+        data_dir = join(landing_uri, tenant, entity)
     label_parts: list[build.LabelPart] = []
     with storage.staged_file(data_dir, f".{fmt}") as tmp:
         rows = sink.write_stream(
@@ -231,8 +241,10 @@ def _write_entity(
             fmt,
             _shaped_schema(entity, fmt, shape),
         )
+        # Raw files are named by content; cdf land gives a landed file that same name.
         name = f"{storage.sha256(str(tmp))}.{fmt}"
-        uri = storage.put(tmp, join(data_dir, name))
+        drop = f"{entity}_{ingest_date}_batch{batch}.{fmt}" if landing_uri else name
+        uri = storage.put(tmp, join(data_dir, drop))
     labels = build.label_table(ctx, batch, label_parts, name)
     label_dir = join(root_uri, f"labels/tenant_id={tenant}/entity={entity}/batch={batch}")
     with storage.staged_file(label_dir, ".parquet") as ltmp:

@@ -16,6 +16,8 @@ EPILOG = """\
 Files land under the root as raw/tenant_id=<t>/entity=<e>/ingest_date=<as-of>/<sha256>.<fmt>
 with ground-truth labels in labels/tenant_id=<t>/entity=<e>/batch=<b>/labels.parquet.
 Root: --out URI, else --root, else $CDF_ROOT, else the profile's root (./lakehouse).
+--to URI writes the data files to a landing zone instead, as a customer drops them:
+URI/<tenant>/<entity>/<entity>_<date>_batch<b>.<fmt>; 'cdf land --tenant <t>' moves them to raw.
 See docs/generator.md for the distributions, anomaly types and file shapes."""
 
 
@@ -58,6 +60,12 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         "profile's root)",
     )  # fmt: skip
     where.add_argument("--out", help="root URI: a local path or s3://bucket/prefix")
+    p.add_argument(
+        "--to", metavar="URI",
+        help="write the data files to a landing zone instead of raw, as a customer would drop "
+        "them: URI/<tenant>/<entity>/<entity>_<date>_batch<b>.<format> (a folder or "
+        "s3://bucket/prefix/; then 'cdf land'). Labels still go under the root",
+    )  # fmt: skip
     p.add_argument("--profile", default="local", help="configuration profile (default local)")
     p.add_argument(
         "--as-of", type=_date, default=dt.date(2026, 1, 1),
@@ -134,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         chunk_rows=args.chunk_rows,
         storage=Storage(s3),
         progress=progress,
+        landing_uri=args.to,
     )
     telemetry.finish()  # before printing: an export error must not follow the JSON line
     data = summary.to_dict()

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pyarrow.parquet as pq
 import pytest
+from chispa import assert_df_equality
 from conftest import cli_env
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -298,3 +299,27 @@ def test_cdf_land_prints_a_summary_and_json_and_refuses_bad_sources(tmp_path: Pa
         assert bad.returncode == 2, bad.stderr[-2000:]
         assert len(lines) == 1 and needle in lines[0], bad.stderr[-2000:]
         assert SECRET not in bad.stdout + bad.stderr
+
+
+def test_generated_customer_files_through_landing_quarantine_exactly_the_labelled_rows(
+    spark: SparkSession, lake: Settings
+) -> None:
+    from test_silver_job import expected_codes, labels, quarantined_codes
+
+    landing = str(Path(lake.root) / "drop")
+    summary = generate([TENANT], ROWS, ROWS, seed=3, root_uri=lake.root, landing_uri=landing)
+    assert all(f.startswith(landing) and "_batch1." in f for f in summary.files)
+    settings = with_landing(lake, landing + "/{tenant}")
+
+    landed = land(spark, settings)
+    run = run_tenant(spark, settings, TENANT)
+
+    assert landed.counts[LANDED] == len(ENTITIES) and run.status == S.SUCCEEDED
+    for entity in ENTITIES:
+        lab = labels(spark, lake, TENANT, entity, 1)
+        assert_df_equality(
+            quarantined_codes(spark, lake, entity, TENANT),
+            expected_codes(lab),
+            ignore_row_order=True,
+            ignore_nullable=True,
+        )
