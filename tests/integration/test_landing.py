@@ -210,10 +210,13 @@ def test_delete_and_archive_only_after_the_raw_copy_verifies(
     (landing / "suppliers" / "s.parquet").write_bytes(files["suppliers"].read_bytes())
     (landing / "parts" / "p.parquet").write_bytes(files["parts"].read_bytes())
     (landing / "parts" / "empty.csv").write_bytes(b"")
-    settings = with_landing(lake, str(tmp_path / "landing" / "{tenant}"))
-    archive = tmp_path / "archive"
+    settings = with_landing(
+        lake, str(tmp_path / "landing" / "{tenant}"),
+        after_land="archive", archive_uri=str(tmp_path / "archive" / "{tenant}"),
+    )  # fmt: skip
+    archive = tmp_path / "archive" / TENANT
 
-    summary = land(spark, settings, after_land="archive", archive_uri=str(archive))
+    summary = land(spark, settings)  # as configured: archive under the tenant's folder
 
     assert outcomes(summary) == {"s.parquet": LANDED, "p.parquet": LANDED, "empty.csv": FAILED}
     assert summary.exit_code == 1

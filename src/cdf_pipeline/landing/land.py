@@ -131,7 +131,8 @@ def land_tenant(
                 "parameter); remove it and use the AWS default chain or PGPASSWORD/~/.pgpass"
             )
     after = after_land or settings.landing.after_land
-    archive = archive_uri or (settings.path(settings.landing.archive_uri or "") or None)
+    configured = settings.path(settings.landing.archive_uri or "").replace("{tenant}", tenant)
+    archive = archive_uri or configured or None
     if after == ARCHIVE and not archive:
         raise ConfigError("archiving after landing needs an archive location: --archive-to URI")
     if after == ARCHIVE and archive and is_s3(archive) != is_s3(source):
