@@ -162,7 +162,7 @@ class Storage:
         try:
             infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
         except OSError as exc:
-            raise InputError(f"cannot list {uri}: {_first_line(exc)}") from exc
+            raise InputError(f"cannot list {uri}: {first_line(exc)}") from exc
         scheme = "s3://" if is_s3(uri) else ""
         real_root = None if scheme else Path(path).resolve()
         entries = [
@@ -255,7 +255,7 @@ class Storage:
                 str(local), path, source_filesystem=self._local, destination_filesystem=fs
             )
         except OSError as exc:
-            raise InputError(f"cannot write {uri}: {_first_line(exc)}") from exc
+            raise InputError(f"cannot write {uri}: {first_line(exc)}") from exc
         return uri
 
     def check_writable(self, uri: str) -> None:
@@ -282,7 +282,7 @@ class Storage:
             info = self._s3().get_file_info(bucket)
         except OSError as exc:
             raise InputError(
-                f"cannot reach bucket {bucket!r} at {where}: {_first_line(exc)}; check the "
+                f"cannot reach bucket {bucket!r} at {where}: {first_line(exc)}; check the "
                 "endpoint (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL), the region and the "
                 "credentials (AWS default chain)"
             ) from exc
@@ -292,7 +292,8 @@ class Storage:
             )
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

@@ -29,7 +29,15 @@ from cdf_pipeline.landing import copy
 from cdf_pipeline.landing.manifest import Known, Manifest
 from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, OUTCOMES, UNMATCHED, LandedObject
 from cdf_pipeline.landing.routing import entity_of, entity_patterns, relative_to
-from cdf_pipeline.storage import FileEntry, Storage, canonical, is_s3, join, storage_for
+from cdf_pipeline.storage import (
+    FileEntry,
+    Storage,
+    canonical,
+    first_line,
+    is_s3,
+    join,
+    storage_for,
+)
 from cdf_pipeline.tenants import validate_tenant_id
 
 logger = logging.getLogger(__name__)
@@ -220,7 +228,7 @@ class _FileLander:
         try:
             self.copy_into_raw(entry, obj)
         except (OSError, InputError) as exc:
-            obj.outcome, obj.detail = FAILED, f"could not be copied: {_first_line(exc)}"
+            obj.outcome, obj.detail = FAILED, f"could not be copied: {first_line(exc)}"
         return obj
 
     def copy_into_raw(self, entry: FileEntry, obj: LandedObject) -> None:
@@ -261,13 +269,8 @@ class _FileLander:
                 self.storage.move(entry.uri, target)
                 obj.detail = _join_detail(obj.detail, f"source archived to {target}")
         except OSError as exc:
-            obj.detail = _join_detail(obj.detail, f"source not released: {_first_line(exc)}")
+            obj.detail = _join_detail(obj.detail, f"source not released: {first_line(exc)}")
 
 
 def _join_detail(first: str | None, second: str) -> str:
     return f"{first}; {second}" if first else second
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
