@@ -123,7 +123,7 @@ def main() -> int:
         started = time.perf_counter()
         summary = generate(
             ["bench"], args.suppliers, 1_000, seed=42, root_uri=str(work / "lake"),
-            to=server.dsn(), pg_schema=SCHEMA,
+            pg_uri=server.dsn(), pg_schema=SCHEMA,
         )  # fmt: skip
         rows = summary.tenants["bench"]["suppliers"].rows
         print(f"generate --to: {rows} suppliers loaded in {time.perf_counter() - started:.1f} s")

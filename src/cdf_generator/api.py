@@ -164,15 +164,19 @@ def generate(
     s3_endpoint: str | None = None,
     storage: Storage | None = None,
     progress: Callable[[str], None] | None = None,
-    to: str | None = None,
+    landing_uri: str | None = None,
+    pg_uri: str | None = None,
     pg_schema: str = "landing",
 ) -> GenerateSummary:
     """Write one data file and one labels file per (tenant, entity) of ``batch`` under ``root_uri``.
 
     Layout: ``raw/tenant_id=<t>/entity=<e>/ingest_date=<as-of of the batch>/<sha256>.<fmt>`` and
-    ``labels/tenant_id=<t>/entity=<e>/batch=<b>/labels.parquet``.
+    ``labels/tenant_id=<t>/entity=<e>/batch=<b>/labels.parquet``. With ``landing_uri``, data
+    files go where a customer would drop them instead
+    (``<landing_uri>/<t>/<e>/<e>_<date>_batch<b>.<fmt>``, the default layout ``cdf land`` reads);
+    labels stay under ``root_uri``.
 
-    With ``to`` (``postgresql://user@host:port/db``, the password from PGPASSWORD or ~/.pgpass)
+    With ``pg_uri`` (``postgresql://user@host:port/db``, the password from PGPASSWORD or ~/.pgpass)
     the rows go to the landing tables ``<pg_schema>.<entity>`` instead of files (see
     :mod:`cdf_generator.pg_sink`); ``{tenant}`` in ``pg_schema`` gives each tenant its schema.
     The labels still go under ``root_uri``, their ``source_file`` naming the landing table.
@@ -194,13 +198,16 @@ def generate(
         if s3_endpoint:  # an explicit endpoint wins over the environment's
             s3 = S3Config(endpoint=s3_endpoint, region=s3.region, path_style=True)
         storage = Storage(s3)
+    _check(not (landing_uri and pg_uri), "give a landing zone or a PostgreSQL database, not both")
     storage.check_writable(root_uri)
-    schemas = pg_schemas(pg_schema, universe.tenants) if to else {}
+    if landing_uri:
+        storage.check_writable(landing_uri)
+    schemas = pg_schemas(pg_schema, universe.tenants) if pg_uri else {}
     conn = None
-    if to:
+    if pg_uri:
         from cdf_pipeline.landing.pg_source import connect
 
-        conn = connect(to)
+        conn = connect(pg_uri)
     summary = GenerateSummary(batch=batch)
     ingest_date = universe.as_of_date(batch).isoformat()
     root_attrs = {"pipeline.name": "cdf.generate", "cdf.batch": batch, "cdf.format": fmt}
@@ -219,8 +226,9 @@ def generate(
                         )
                     else:
                         uri, label_uri, written = _write_entity(
-                            storage, root_uri, ctx, batch, ingest_date, fmt, shape, chunk_rows
-                        )
+                            storage, root_uri, ctx, batch, ingest_date, fmt, shape, chunk_rows,
+                            landing_uri,
+                        )  # fmt: skip
                     span.set_attributes(
                         {"cdf.rows.written": written.rows, "cdf.rows.anomalous": written.anomalies}
                     )
@@ -251,10 +259,13 @@ def _write_entity(
     fmt: str,
     shape: str,
     chunk_rows: int,
+    landing_uri: str | None = None,
 ) -> tuple[str, str, EntitySummary]:
     """Write one (tenant, entity) data file and its labels; (data URI, labels URI, summary)."""
     tenant, entity = ctx.tenant, ctx.entity
     data_dir = join(root_uri, f"raw/tenant_id={tenant}/entity={entity}/ingest_date={ingest_date}")
+    if landing_uri:
+        data_dir = join(landing_uri, tenant, entity)
     label_parts: list[build.LabelPart] = []
     with storage.staged_file(data_dir, f".{fmt}") as tmp:
         rows = sink.write_stream(
@@ -263,8 +274,10 @@ def _write_entity(
             fmt,
             _shaped_schema(entity, fmt, shape),
         )
+        # Raw files are named by content; cdf land gives a landed file that same name.
         name = f"{storage.sha256(str(tmp))}.{fmt}"
-        uri = storage.put(tmp, join(data_dir, name))
+        drop = f"{entity}_{ingest_date}_batch{batch}.{fmt}" if landing_uri else name
+        uri = storage.put(tmp, join(data_dir, drop))
     label_uri, summary = _write_labels(storage, root_uri, ctx, batch, label_parts, name, rows)
     return uri, label_uri, summary
 

@@ -16,8 +16,10 @@ EPILOG = """\
 Files land under the root as raw/tenant_id=<t>/entity=<e>/ingest_date=<as-of>/<sha256>.<fmt>
 with ground-truth labels in labels/tenant_id=<t>/entity=<e>/batch=<b>/labels.parquet.
 Root: --out URI, else --root, else $CDF_ROOT, else the profile's root (./lakehouse).
-With --to postgresql://user@host:port/db the rows go to <schema>.<entity> landing tables instead
-(batch 1 inserts; a change batch updates changed rows in place and inserts new keys).
+--to URI writes the data files to a landing zone instead, as a customer drops them:
+URI/<tenant>/<entity>/<entity>_<date>_batch<b>.<fmt>; 'cdf land --tenant <t>' moves them to raw.
+With --to postgresql://user@host:port/db the rows go to <schema>.<entity> landing tables
+(batch 1 replaces; a change batch updates changed rows in place and inserts new keys).
 See docs/generator.md for the distributions, anomaly types and file shapes."""
 
 
@@ -62,14 +64,16 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     where.add_argument("--out", help="root URI: a local path or s3://bucket/prefix")
     p.add_argument(
         "--to", metavar="URI",
-        help="load the rows into a PostgreSQL landing database instead of writing files: "
-        "postgresql://user@host:port/db (password from PGPASSWORD or ~/.pgpass, never the URI); "
-        "labels still go under the root; --format/--shape apply to files only",
+        help="write the data files to a landing zone instead of raw, as a customer would drop "
+        "them: URI/<tenant>/<entity>/<entity>_<date>_batch<b>.<format> (a folder or "
+        "s3://bucket/prefix/; then 'cdf land'). Labels still go under the root. A "
+        "postgresql://user@host:port/db URI loads the rows into landing tables instead "
+        "(password from PGPASSWORD or ~/.pgpass, never the URI; --format/--shape do not apply)",
     )  # fmt: skip
     p.add_argument(
         "--pg-schema", default="landing", metavar="TEMPLATE",
-        help="landing schema for --to; '{tenant}' is replaced by each tenant id (required with "
-        "several tenants, e.g. 'landing_{tenant}'); default landing",
+        help="landing schema for --to postgresql://...; '{tenant}' is replaced by each tenant id "
+        "(required with several tenants, e.g. 'landing_{tenant}'); default landing",
     )  # fmt: skip
     p.add_argument("--profile", default="local", help="configuration profile (default local)")
     p.add_argument(
@@ -132,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         bar = "#" * filled + "." * (30 - filled)
         print(f"\r[{bar}] {done}/{total_files} files", end=end, file=sys.stderr, flush=True)
 
+    to_postgres = bool(args.to) and args.to.split(":", 1)[0] in ("postgresql", "postgres")
     summary = generate(
         tenants,
         args.suppliers,
@@ -147,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         chunk_rows=args.chunk_rows,
         storage=Storage(s3),
         progress=progress,
-        to=args.to,
+        landing_uri=None if to_postgres else args.to,
+        pg_uri=args.to if to_postgres else None,
         pg_schema=args.pg_schema,
     )
     telemetry.finish()  # before printing: an export error must not follow the JSON line

@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from cdf_generator import cli as generator_cli
-    from cdf_pipeline import cli_contracts, cli_jars, cli_run
+    from cdf_pipeline import cli_contracts, cli_jars, cli_land, cli_run
 
     parser = _Parser(
         prog="cdf",
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     generator_cli.register(subs)
     cli_contracts.register(subs)
     cli_jars.register(subs)
+    cli_land.register(subs)
     cli_run.register(subs)
     return parser
 

@@ -41,9 +41,14 @@ _URI_SECRET = re.compile(r"//[^/@]*:[^/@]*@|[?&;](password|secret|token)=", re.I
 _SECRET_KEY = re.compile(r"password|secret|token|access-key|credential", re.IGNORECASE)
 
 
+def carries_credential(uri: str) -> bool:
+    """Whether ``uri`` holds a credential (``user:password@``, a ``password=`` parameter)."""
+    return bool(_URI_SECRET.search(uri))
+
+
 def _no_credentials(value: str | None) -> str | None:
     """Credentials never live in configuration; a URI that carries one is refused unprinted."""
-    if value and _URI_SECRET.search(value):
+    if value and carries_credential(value):
         raise ValueError(
             "the URI carries a credential (user:password@ or a password= parameter); remove it "
             "and use PGUSER/PGPASSWORD, ~/.pgpass or the AWS default chain instead"
@@ -116,6 +121,42 @@ class StorageSettings(_Section):
     _uris_ok = field_validator("raw", "labels", "s3_endpoint_url")(_no_credentials)
 
 
+class LandingSettings(_Section):
+    """Where a tenant's customer data lands before the raw zone, and how it is read (``cdf land``).
+
+    ``uri`` is a folder, an ``s3://bucket/prefix`` or a ``postgresql://user@host:port/db``
+    (password from the libpq conventions, never here). ``{tenant}`` in it is the tenant id: one
+    prefix per tenant is also how ``cdf listen`` maps an S3 event to its tenant.
+    """
+
+    uri: str = "{root}/landing/{tenant}"
+    #: Per entity, a regular expression searched in a file's path below ``uri`` (default: the
+    #: entity's name as a folder or a file-name prefix, see docs/operations.md).
+    entity_patterns: dict[str, str] = Field(default_factory=dict)
+    #: The PostgreSQL schema holding one table per entity (``{tenant}`` allowed).
+    postgres_schema: str = Field("landing", pattern=r"^[a-z_][a-z0-9_]*(\{tenant\}[a-z0-9_]*)?$")
+    #: The column an incremental PostgreSQL pull advances on (the primary key breaks ties).
+    cursor_column: str = Field("source_timestamp", pattern=r"^[a-z_][a-z0-9_]*$")
+    #: Where landed files go afterwards: left alone (default), deleted, or moved under
+    #: ``archive_uri``; both only once the raw copy is verified by its hash.
+    after_land: Literal["keep", "delete", "archive"] = "keep"
+    archive_uri: str | None = None
+
+    _uris_ok = field_validator("uri", "archive_uri")(_no_credentials)
+
+    @field_validator("entity_patterns")
+    @classmethod
+    def _patterns_ok(cls, patterns: dict[str, str]) -> dict[str, str]:
+        for entity, pattern in patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"entity_patterns.{entity}: not a regular expression ({exc})"
+                ) from None
+        return patterns
+
+
 class QualitySettings(_Section):
     """Rules the contract leaves to the operator."""
 
@@ -159,6 +200,7 @@ class Settings(BaseSettings):
     spark: SparkSettings = SparkSettings()
     storage: StorageSettings = StorageSettings()
     quality: QualitySettings = QualitySettings()
+    landing: LandingSettings = LandingSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
 
     _root_ok = field_validator("root")(_no_credentials)
@@ -196,6 +238,10 @@ class Settings(BaseSettings):
     @property
     def warehouse_uri(self) -> str:
         return self.path(self.catalog.warehouse)
+
+    def landing_uri(self, tenant: str) -> str:
+        """The tenant's landing zone (``{root}`` and ``{tenant}`` expanded)."""
+        return self.path(self.landing.uri).replace("{tenant}", validate_tenant_id(tenant))
 
 
 def default_conf_dir() -> Path:

@@ -72,6 +72,15 @@ class S3Config:
         return cls(endpoint=endpoint or None, region=region or None, path_style=style)
 
 
+@dataclass(frozen=True)
+class FileEntry:
+    """A listed file: where it is, its size and when it last changed (ns since the epoch)."""
+
+    uri: str
+    size: int
+    mtime_ns: int
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith(S3_SCHEMES)
 
@@ -143,8 +152,8 @@ class Storage:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def list_files(self, uri: str, suffixes: tuple[str, ...]) -> list[str]:
-        """Every file below ``uri`` with one of ``suffixes``, as URIs sorted by path.
+    def list_entries(self, uri: str) -> list[FileEntry]:
+        """Every file below ``uri`` with its size and modification time, sorted by path.
 
         A missing folder or prefix has no files. Links are not followed out of the tree: a local
         file is listed only if its real path stays below ``uri``.
@@ -153,17 +162,20 @@ class Storage:
         try:
             infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
         except OSError as exc:
-            raise InputError(f"cannot list {uri}: {_first_line(exc)}") from exc
+            raise InputError(f"cannot list {uri}: {first_line(exc)}") from exc
         scheme = "s3://" if is_s3(uri) else ""
-        found = [
-            scheme + i.path
+        real_root = None if scheme else Path(path).resolve()
+        entries = [
+            FileEntry(scheme + i.path, int(i.size or 0), int(i.mtime_ns or 0))
             for i in infos
-            if i.type == pafs.FileType.File and i.path.endswith(suffixes)
+            if i.type == pafs.FileType.File
+            and (real_root is None or Path(i.path).resolve().is_relative_to(real_root))
         ]
-        if not scheme:
-            real_root = Path(path).resolve()
-            found = [f for f in found if Path(f).resolve().is_relative_to(real_root)]
-        return sorted(found)
+        return sorted(entries, key=lambda e: e.uri)
+
+    def list_files(self, uri: str, suffixes: tuple[str, ...]) -> list[str]:
+        """Every file below ``uri`` with one of ``suffixes``, as URIs sorted by path."""
+        return [e.uri for e in self.list_entries(uri) if e.uri.endswith(suffixes)]
 
     @contextmanager
     def open(self, uri: str) -> Iterator[IO[bytes]]:
@@ -184,6 +196,27 @@ class Storage:
             while block := stream.read(_CHUNK):
                 digest.update(block)
         return digest.hexdigest()
+
+    @contextmanager
+    def open_output(self, uri: str) -> Iterator[IO[bytes]]:
+        """A binary output stream to ``uri`` (streamed: an S3 multipart upload, not a buffer)."""
+        fs, path = self.fs(uri)
+        if not is_s3(uri):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_output_stream(path) as stream:
+            yield stream
+
+    def move(self, src: str, dst: str) -> None:
+        """Move a file within one filesystem (a rename locally, copy + delete on S3)."""
+        fs, src_path = self.fs(src)
+        _, dst_path = self.fs(dst)
+        if not is_s3(dst):
+            Path(dst_path).parent.mkdir(parents=True, exist_ok=True)
+        fs.move(src_path, dst_path)
+
+    def delete(self, uri: str) -> None:
+        fs, path = self.fs(uri)
+        fs.delete_file(path)
 
     def exists(self, uri: str) -> bool:
         fs, path = self.fs(uri)
@@ -222,7 +255,7 @@ class Storage:
                 str(local), path, source_filesystem=self._local, destination_filesystem=fs
             )
         except OSError as exc:
-            raise InputError(f"cannot write {uri}: {_first_line(exc)}") from exc
+            raise InputError(f"cannot write {uri}: {first_line(exc)}") from exc
         return uri
 
     def check_writable(self, uri: str) -> None:
@@ -249,7 +282,7 @@ class Storage:
             info = self._s3().get_file_info(bucket)
         except OSError as exc:
             raise InputError(
-                f"cannot reach bucket {bucket!r} at {where}: {_first_line(exc)}; check the "
+                f"cannot reach bucket {bucket!r} at {where}: {first_line(exc)}; check the "
                 "endpoint (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL), the region and the "
                 "credentials (AWS default chain)"
             ) from exc
@@ -259,7 +292,8 @@ class Storage:
             )
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

@@ -68,7 +68,7 @@ def sql(pg: PostgresServer, *statements: str) -> list[Any]:
 def load(uri: str, tmp_path: Path, schema: str, batch: int = 1, tenants: str = "acme") -> Any:
     return generate(
         tenants.split(","), SIZES["suppliers"], SIZES["parts"], seed=7, batch=batch, as_of=AS_OF,
-        root_uri=str(tmp_path / "lake"), to=uri, pg_schema=schema,
+        root_uri=str(tmp_path / "lake"), pg_uri=uri, pg_schema=schema,
     )  # fmt: skip
 
 

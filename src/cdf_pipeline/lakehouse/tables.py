@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
 from cdf_pipeline.exceptions import ConfigError
+from cdf_pipeline.landing.record import columns_sql as landed_columns_sql
 from cdf_pipeline.run_record import runs_columns_sql
 from cdf_pipeline.tenants import validate_tenant_id
 
@@ -101,6 +102,10 @@ class TableNames:
     def ingested_files(self) -> str:
         return f"{self.namespace('ops')}.ingested_files"
 
+    @property
+    def landed_files(self) -> str:
+        return f"{self.namespace('ops')}.landed_files"
+
 
 def _name(entity: Entity | str) -> str:
     return entity if isinstance(entity, str) else entity.name
@@ -133,6 +138,10 @@ def table_ddl(names: TableNames) -> list[str]:
     stmts.append(
         f"CREATE TABLE IF NOT EXISTS {names.ingested_files} (\n  {FILES_COLUMNS}\n) USING iceberg\n"
         f"PARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_SMALL_PROPERTIES)})"
+    )
+    stmts.append(
+        f"CREATE TABLE IF NOT EXISTS {names.landed_files} (\n  {landed_columns_sql()}\n) "
+        f"USING iceberg\nPARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_SMALL_PROPERTIES)})"
     )
     return stmts
 

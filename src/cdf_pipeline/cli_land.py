@@ -1,0 +1,80 @@
+"""``cdf land``: a tenant's landing zone (a folder, an S3 prefix) into the raw zone."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cdf_pipeline import telemetry
+from cdf_pipeline.cli_run import add_common, settings_from_args
+
+
+def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+    p = subs.add_parser(
+        "land",
+        help="copy a tenant's new landing files into the raw zone",
+        description="Copy every new file of the tenant's landing zone (landing.uri in "
+        "conf/tenants/<tenant>.yaml, default <root>/landing/<tenant>, or --from) into "
+        "raw/tenant_id=<t>/entity=<e>/ingest_date=<d>/ as an exact copy named by its SHA-256, and "
+        "record each file in the landing manifest (ops.landed_files). The entity comes from the "
+        "file's path (a folder or file name starting with the entity's name; see "
+        "docs/operations.md). Files already landed are not read again; the same bytes under "
+        "another name land nothing; files that match no entity are reported and left alone. "
+        "Then run 'cdf run --tenant <t>'. Exit code: 0 when nothing failed, 1 when a file could "
+        "not be landed, 2 on bad arguments or configuration.",
+    )
+    add_common(p)
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="URI",
+        help="landing zone to read: a folder or s3://bucket/prefix/ (default: the tenant's "
+        "landing.uri)",
+    )
+    after = p.add_mutually_exclusive_group()
+    after.add_argument(
+        "--delete-after-land",
+        action="store_const",
+        const="delete",
+        dest="after_land",
+        help="delete each source file once its raw copy is verified by hash",
+    )
+    after.add_argument(
+        "--archive-to",
+        metavar="URI",
+        help="move each source file below URI (same relative path) once its raw copy is verified",
+    )
+    p.set_defaults(func=cmd_land, after_land=None)
+
+
+def cmd_land(args: argparse.Namespace) -> int:
+    from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
+    from cdf_pipeline.landing.land import ARCHIVE, land_tenant
+    from cdf_pipeline.landing.manifest import SparkManifest
+    from cdf_pipeline.preflight import check_run
+    from cdf_pipeline.spark import build_session
+    from cdf_pipeline.storage import storage_for
+
+    settings = settings_from_args(args)
+    after = ARCHIVE if args.archive_to else args.after_land
+    with telemetry.stage("cdf.land", **{telemetry.TENANT: args.tenant}):
+        check_run(settings, storage_for(settings), create_root=True)
+        spark = build_session(settings, app_name=f"cdf-land-{args.tenant}")
+        try:
+            names = TableNames.of(settings)
+            ensure_tables(spark, names)
+            summary = land_tenant(
+                SparkManifest(spark, names),
+                settings,
+                args.tenant,
+                source=args.source,
+                after_land=after,
+                archive_uri=args.archive_to,
+            )
+        finally:
+            spark.stop()
+    telemetry.finish()  # before printing: an export error must not follow the last line
+    print(summary.format(), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(summary.to_json(), flush=True)
+    return summary.exit_code
