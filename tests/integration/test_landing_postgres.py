@@ -194,6 +194,33 @@ def test_a_change_batch_is_pulled_as_updated_and_new_rows(uri: str, tmp_path: Pa
     )
 
 
+def test_an_xmin_cursor_takes_every_write_of_a_change_batch(uri: str, tmp_path: Path) -> None:
+    load(uri, tmp_path, "wr")
+    first = pull(uri, tmp_path / "1.parquet", "wr", cursor_column="xmin")
+    idle = pull(uri, tmp_path / "idle.parquet", "wr", cursor=first.cursor, cursor_column="xmin")
+    load(uri, tmp_path, "wr", batch=2)
+    second = pull(uri, tmp_path / "2.parquet", "wr", cursor=first.cursor, cursor_column="xmin")
+    after = pull(uri, tmp_path / "3.parquet", "wr", cursor=second.cursor, cursor_column="xmin")
+
+    assert first.path is not None
+    by_key = [(c, "ascending", "at_end") for c in ("supplier_id", "source_timestamp")]
+    assert pq.read_table(first.path).equals(expected("suppliers").sort_by(by_key))  # key order
+    assert idle.rows == 0 and idle.path is None and idle.cursor == first.cursor
+    pk, ts = "supplier_id", "source_timestamp"
+    one, two = (expected("suppliers", b).select([pk, ts]) for b in (1, 2))
+    held = one.group_by(pk).aggregate([(ts, "max")]).rename_columns([pk, "held"])
+    joined = two.join(held, pk, join_type="left outer")
+    newer = pc.fill_null(pc.greater(joined[ts], joined["held"]), False)
+    applied = joined.filter(pc.or_(pc.is_null(joined["held"]), newer))
+    want = applied.group_by(pk).aggregate([(ts, "max")]).sort_by(pk)
+    assert second.path is not None
+    got = pq.read_table(second.path).group_by(pk).aggregate([(ts, "max")]).sort_by(pk)
+    # Every written key, new keys with old timestamps and future-stamped rows included.
+    assert got.equals(want)
+    assert pc.sum(pc.is_null(applied["held"])).as_py() > 0
+    assert after.rows == 0 and after.path is None
+
+
 def test_the_same_rows_give_the_same_bytes(pg: PostgresServer, uri: str, tmp_path: Path) -> None:
     load(uri, tmp_path, "det")
     # The same rows in another physical order, in another schema.

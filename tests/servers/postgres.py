@@ -21,7 +21,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -48,7 +48,7 @@ class PostgresServer:
     host: str = HOST
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)  # never in a failing test's output
     database: str
     base_dir: Path
 

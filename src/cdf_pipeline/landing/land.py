@@ -27,6 +27,7 @@ from cdf_pipeline.exceptions import ConfigError, InputError
 from cdf_pipeline.ingest.files import tenant_raw_dir
 from cdf_pipeline.landing import copy
 from cdf_pipeline.landing.manifest import Known, Manifest
+from cdf_pipeline.landing.pg_land import land_postgres
 from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, OUTCOMES, UNMATCHED, LandedObject
 from cdf_pipeline.landing.routing import entity_of, entity_patterns, relative_to
 from cdf_pipeline.storage import (
@@ -149,9 +150,16 @@ def land_tenant(
             "(both S3 or both local)"
         )
     summary = LandSummary(tenant, f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}", source)
-    if source.startswith("postgresql://"):
-        raise ConfigError("PostgreSQL landing zones are not wired into 'cdf land' yet")
     storage = storage_for(settings)
+    if source.startswith(("postgresql://", "postgres://")):
+        # Cursor pulls; their manifest rows (with the new cursors) are recorded below, after
+        # every raw file is durable.
+        summary.objects, summary.already_seen = land_postgres(
+            ledger, settings, storage, tenant, source, summary.land_id, now
+        )
+        ledger.record(summary.objects)
+        summary.seconds = time.monotonic() - started
+        return summary
     _check_source(storage, source)
     lander = _FileLander(storage, settings, tenant, source, summary, now)
     lander.known = ledger.known(tenant)

@@ -158,7 +158,7 @@ def write_parquet(
     batches: Iterable[pa.RecordBatch],
     dest: Path,
     schema: pa.Schema,
-    tracker: CursorTracker,
+    tracker: CursorTracker | None,
     dictionary: Sequence[str] = (),
 ) -> int:
     """Stream ``batches`` into ``dest`` in fixed-size row groups; the row count (0: no file).
@@ -180,7 +180,8 @@ def write_parquet(
         with _WriterThread(writer) as out:
             groups = _RowGroups(schema)
             for batch in batches:
-                tracker.see(batch)
+                if tracker is not None:
+                    tracker.see(batch)
                 rows += batch.num_rows
                 for group in groups.push(batch):
                     out.put(group)

@@ -25,6 +25,15 @@ What a cursor cannot place, and what happens then:
   value older than that pull's cursor: not seen. Landing tables must move ``source_timestamp`` on
   every change (`cdf generate --to` does).
 
+``cursor_column="xmin"`` tracks writes instead of a business timestamp: PostgreSQL's ``xmin``
+system column (the transaction that wrote each row version) against the oldest transaction still
+running when the last pull read (the snapshot's ``xmin``, as a 64-bit id). Every insert and update
+after that pull is taken, whatever its ``source_timestamp`` (NULL, in the future, or older than
+any timestamp cursor: a row made upstream long ago and inserted now), and nothing needs an index
+or a trustworthy clock. The price: each pull scans the table, and rows written while a
+transaction that was running at the last pull had not finished are pulled twice (harmless: silver
+finds them unchanged). Rows restored by ``pg_dump``/``pg_restore`` come again once.
+
 Schema drift. A missing primary key or cursor column is an error (no incremental pull without
 them). Any other missing column is left out of the file and reported (``missing_columns``): the
 silver job then treats the file like any customer file with that column missing (a required one
@@ -54,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SCHEMA = "landing"
 DEFAULT_CURSOR_COLUMN = "source_timestamp"
+#: The write-tracking cursor (PostgreSQL's system column), see the module docstring.
+XMIN = "xmin"
 #: ADBC's batch size hint: the rows in flight between libpq and the writer stay a few MB.
 BATCH_HINT_BYTES = 8 * 1024 * 1024
 SORT_MEMORY = "64MB"
@@ -158,15 +169,24 @@ def pull_entity(
             cur.execute(f"SET LOCAL work_mem = '{SORT_MEMORY}'")
             columns = _columns(cur, schema, table)
             fields = _check_columns(entity, columns, name, cursor_column)
-            kind = entity.field(cursor_column).kind
-            clock = _horizon(cur, kind)
-            horizon = None if clock is None else f"{quote_literal(clock)}::{PG_TYPES[kind]}"
-            nulls, future = _uncounted(cur, source, cursor_column, horizon) if prev else (0, 0)
             arrow_schema = pg_arrow.contract_schema(entity, [f.name for f in fields])
-            tracker = pg_arrow.CursorTracker(
-                cursor_column, entity.primary_key, _scalar(clock, arrow_schema, cursor_column)
-            )
-            sql = _query(entity, fields, source, cursor_column, prev, horizon)
+            if cursor_column == XMIN:
+                snapshot_xmin, written = _xmin_now(cur)
+                nulls = future = 0
+                tracker = None
+                where = f"WHERE {written} >= {int(prev.value)}" if prev and prev.value else ""
+                # Key, then version (the default cursor column), then the rest.
+                versions = [f.name for f in fields if f.name == DEFAULT_CURSOR_COLUMN]
+                sql = _select(fields, source, where, [entity.primary_key, *versions])
+            else:
+                kind = entity.field(cursor_column).kind
+                clock = _horizon(cur, kind)
+                horizon = None if clock is None else f"{quote_literal(clock)}::{PG_TYPES[kind]}"
+                nulls, future = _uncounted(cur, source, cursor_column, horizon) if prev else (0, 0)
+                tracker = pg_arrow.CursorTracker(
+                    cursor_column, entity.primary_key, _scalar(clock, arrow_schema, cursor_column)
+                )
+                sql = _query(entity, fields, source, cursor_column, prev, horizon)
             cur.adbc_statement.set_options(
                 **{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_HINT_BYTES)}
             )
@@ -187,7 +207,12 @@ def pull_entity(
     extra = tuple(sorted(set(columns) - set(entity.field_names)))
     missing = tuple(f for f in entity.field_names if f not in columns)
     _warn(name, cursor_column, missing, extra, nulls, future, unparsed)
-    new_cursor = _new_cursor(tracker, cursor_column).to_json() if rows else cursor
+    if not rows:
+        new_cursor = cursor
+    elif tracker is None:
+        new_cursor = Cursor(XMIN, snapshot_xmin, None).to_json()
+    else:
+        new_cursor = _new_cursor(tracker, cursor_column).to_json()
     return PullResult(
         entity.name,
         name,
@@ -229,18 +254,21 @@ def _columns(cur: Any, schema: str, table: str) -> list[str]:
 def _check_columns(
     entity: Entity, columns: list[str], name: str, cursor_column: str
 ) -> list[Field]:
-    if (
+    if cursor_column == XMIN:
+        pass  # a system column: every table has it
+    elif (
         cursor_column not in entity.field_names
         or entity.field(cursor_column).kind not in CURSOR_KINDS
     ):
         raise ConfigError(
             f"cursor column {cursor_column!r} is not an orderable column of the {entity.name} "
-            "contract: use a timestamp that moves on every change (default source_timestamp)"
+            "contract: use a timestamp that moves on every change (default source_timestamp) "
+            "or xmin (every write)"
         )
-    if cursor_column not in columns:
+    elif cursor_column not in columns:
         raise ConfigError(
             f"cursor column {cursor_column!r} is missing from {name}: add it to the table or set "
-            "the landing cursor column to one the table has"
+            "the landing cursor column to one the table has (or xmin)"
         )
     if entity.primary_key not in columns:
         raise InputError(
@@ -294,14 +322,35 @@ def _query(
                 if prev.key is None
                 else f"({c}, {pk}) > ({value}, {quote_literal(prev.key)}::text)"
             )
-    rest = [
-        quote_ident(f.name) for f in fields if f.name not in (cursor_column, entity.primary_key)
-    ]
     # Ascending, NULLs last: the order of a plain (cursor, key) index, which PostgreSQL can then
     # read instead of sorting (the other columns only order exact-key ties, an incremental sort).
-    order = ", ".join([c, pk, *rest])
-    condition = f" WHERE {' AND '.join(where)}" if where else ""
-    return f"SELECT {pg_arrow.select_list(fields)} FROM {source}{condition} ORDER BY {order}"
+    condition = f"WHERE {' AND '.join(where)}" if where else ""
+    return _select(fields, source, condition, [cursor_column, entity.primary_key])
+
+
+def _select(fields: list[Field], source: str, where: str, first: list[str]) -> str:
+    """SELECT of ``fields`` ordered by ``first``, then every other column: a total order on the
+    rows' content, so the same rows always come out in the same order."""
+    rest = [f.name for f in fields if f.name not in first]
+    order = ", ".join(quote_ident(name) for name in [*first, *rest])
+    return f"SELECT {pg_arrow.select_list(fields)} FROM {source} {where} ORDER BY {order}"
+
+
+def _xmin_now(cur: Any) -> tuple[str, str]:
+    """(this snapshot's xmin as a 64-bit id, the SQL of each row's ``xmin`` as a 64-bit id).
+
+    ``xmin`` is 32 bits and wraps; the snapshot's ``xmax`` gives the current epoch, and a row id
+    above its low 32 bits comes from the previous epoch (a live row is never 2^31 ids old:
+    PostgreSQL freezes it first, and a frozen row at worst maps to a newer id and comes again).
+    """
+    cur.execute(
+        "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() s"
+    )
+    xmin, xmax = (int(v) for v in cur.fetchall()[0])
+    epoch, low = xmax >> 32, xmax & 0xFFFFFFFF
+    row = "xmin::text::bigint"
+    base = f"CASE WHEN {row} <= {low} THEN {epoch << 32} ELSE {max(epoch - 1, 0) << 32} END"
+    return str(xmin), f"({base} + {row})"
 
 
 def _converted(
