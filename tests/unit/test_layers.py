@@ -27,6 +27,7 @@ RANK = {
     # landing database through the same connection code.
     "cdf_pipeline.landing.pg_source": 2,
     "cdf_pipeline.landing.pg_arrow": 2,
+    "cdf_pipeline.landing.pg_cursor": 2,
     "cdf_pipeline.landing.postgres": 2,
     "cdf_pipeline.jars": 2,
     "cdf_pipeline.telemetry": 2,

@@ -43,8 +43,6 @@ the contract are not pulled and are reported (``extra_columns``).
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,53 +51,24 @@ from typing import Any
 
 import pyarrow as pa
 
-from cdf_pipeline.contracts.model import Entity, Field, Kind
-from cdf_pipeline.contracts.schemas import _POSTGRES as PG_TYPES
+from cdf_pipeline.contracts.model import Entity, Field
 from cdf_pipeline.exceptions import CdfError, ConfigError, InputError
 from cdf_pipeline.landing import pg_arrow
+from cdf_pipeline.landing.pg_cursor import (
+    CURSOR_KINDS,
+    DEFAULT_CURSOR_COLUMN,
+    XMIN,
+    Cursor,
+    plan_rows,
+)
 from cdf_pipeline.landing.pg_source import connect, query_error, quote_ident, quote_literal
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SCHEMA = "landing"
-DEFAULT_CURSOR_COLUMN = "source_timestamp"
-#: The write-tracking cursor (PostgreSQL's system column), see the module docstring.
-XMIN = "xmin"
 #: ADBC's batch size hint: the rows in flight between libpq and the writer stay a few MB.
 BATCH_HINT_BYTES = 8 * 1024 * 1024
 SORT_MEMORY = "64MB"
-CURSOR_KINDS = frozenset(
-    {Kind.TIMESTAMP, Kind.DATE, Kind.INT, Kind.DOUBLE, Kind.DECIMAL, Kind.STRING}
-)
-#: The pull's clock per cursor kind; other kinds have no "future".
-_CLOCK = {Kind.TIMESTAMP: "now()", Kind.DATE: "current_date"}
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where the last pull ended: the cursor column's value and the primary key of that row.
-
-    ``value`` is None after a first pull in which no row had a usable cursor value (NULL or in
-    the future): the next pull takes every row with one.
-    """
-
-    column: str
-    value: str | None
-    key: str | None
-
-    def to_json(self) -> str:
-        return json.dumps({"column": self.column, "value": self.value, "key": self.key})
-
-    @classmethod
-    def from_json(cls, text: str) -> Cursor:
-        try:
-            data = json.loads(text)
-            return cls(str(data["column"]), data["value"], data["key"])
-        except (ValueError, TypeError, KeyError):
-            raise ConfigError(
-                "unreadable landing cursor: it must be the JSON a pull returned; reset it to pull "
-                "the table again from the start"
-            ) from None
 
 
 @dataclass(frozen=True)
@@ -170,32 +139,16 @@ def pull_entity(
             columns = _columns(cur, schema, table)
             fields = _check_columns(entity, columns, name, cursor_column)
             arrow_schema = pg_arrow.contract_schema(entity, [f.name for f in fields])
-            if cursor_column == XMIN:
-                snapshot_xmin, written = _xmin_now(cur)
-                nulls = future = 0
-                tracker = None
-                where = f"WHERE {written} >= {int(prev.value)}" if prev and prev.value else ""
-                # Key, then version (the default cursor column), then the rest.
-                versions = [f.name for f in fields if f.name == DEFAULT_CURSOR_COLUMN]
-                sql = _select(fields, source, where, [entity.primary_key, *versions])
-            else:
-                kind = entity.field(cursor_column).kind
-                clock = _horizon(cur, kind)
-                horizon = None if clock is None else f"{quote_literal(clock)}::{PG_TYPES[kind]}"
-                nulls, future = _uncounted(cur, source, cursor_column, horizon) if prev else (0, 0)
-                tracker = pg_arrow.CursorTracker(
-                    cursor_column, entity.primary_key, _scalar(clock, arrow_schema, cursor_column)
-                )
-                sql = _query(entity, fields, source, cursor_column, prev, horizon)
+            plan = plan_rows(cur, entity, fields, source, cursor_column, prev, arrow_schema)
             cur.adbc_statement.set_options(
                 **{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_HINT_BYTES)}
             )
             unparsed: dict[str, int] = {}
             try:
-                cur.execute(sql)
+                cur.execute(plan.sql)
                 batches = _converted(cur.fetch_record_batch(), fields, arrow_schema, unparsed)
                 dictionary = pg_arrow.dictionary_columns(fields)
-                rows = pg_arrow.write_parquet(batches, dest, arrow_schema, tracker, dictionary)
+                rows = pg_arrow.write_parquet(batches, dest, arrow_schema, plan.tracker, dictionary)
             except CdfError:
                 raise
             except Exception as exc:  # ADBC's errors share no base class with pyarrow's
@@ -206,13 +159,9 @@ def pull_entity(
         conn.close()
     extra = tuple(sorted(set(columns) - set(entity.field_names)))
     missing = tuple(f for f in entity.field_names if f not in columns)
+    nulls, future = plan.null_rows, plan.future_rows
     _warn(name, cursor_column, missing, extra, nulls, future, unparsed)
-    if not rows:
-        new_cursor = cursor
-    elif tracker is None:
-        new_cursor = Cursor(XMIN, snapshot_xmin, None).to_json()
-    else:
-        new_cursor = _new_cursor(tracker, cursor_column).to_json()
+    new_cursor = plan.next_cursor().to_json() if rows else cursor
     return PullResult(
         entity.name,
         name,
@@ -278,97 +227,12 @@ def _check_columns(
     return [f for f in entity.fields if f.name in columns]
 
 
-def _horizon(cur: Any, kind: Kind) -> str | None:
-    """The pull's clock (the transaction's ``now()``) as text, for a time-like cursor column."""
-    if kind not in _CLOCK:
-        return None
-    cur.execute(f"SELECT ({_CLOCK[kind]})::text")
-    return str(cur.fetchall()[0][0])
-
-
-def _scalar(horizon: str | None, schema: pa.Schema, column: str) -> pa.Scalar | None:
-    return None if horizon is None else pa.scalar(horizon).cast(schema.field(column).type)
-
-
-def _uncounted(cur: Any, source: str, cursor_column: str, horizon: str | None) -> tuple[int, int]:
-    """Rows a later pull leaves: (NULL cursor, cursor after the pull's clock)."""
-    c = quote_ident(cursor_column)
-    future = f"count(*) FILTER (WHERE {c} > {horizon})" if horizon else "0"
-    cur.execute(f"SELECT count(*) FILTER (WHERE {c} IS NULL), {future} FROM {source}")
-    nulls, late = cur.fetchall()[0]
-    return int(nulls), int(late)
-
-
-def _query(
-    entity: Entity,
-    fields: list[Field],
-    source: str,
-    cursor_column: str,
-    prev: Cursor | None,
-    horizon: str | None,
-) -> str:
-    """The pull's SELECT. The cursor's values are inlined as literals: ADBC streams (COPY) only
-    statements without bind parameters."""
-    c, pk = quote_ident(cursor_column), quote_ident(entity.primary_key)
-    where: list[str] = []
-    if prev is not None:
-        where.append(f"{c} IS NOT NULL")
-        if horizon:
-            where.append(f"{c} <= {horizon}")
-        if prev.value is not None:
-            value = f"{quote_literal(prev.value)}::{PG_TYPES[entity.field(cursor_column).kind]}"
-            where.append(
-                f"{c} > {value}"
-                if prev.key is None
-                else f"({c}, {pk}) > ({value}, {quote_literal(prev.key)}::text)"
-            )
-    # Ascending, NULLs last: the order of a plain (cursor, key) index, which PostgreSQL can then
-    # read instead of sorting (the other columns only order exact-key ties, an incremental sort).
-    condition = f"WHERE {' AND '.join(where)}" if where else ""
-    return _select(fields, source, condition, [cursor_column, entity.primary_key])
-
-
-def _select(fields: list[Field], source: str, where: str, first: list[str]) -> str:
-    """SELECT of ``fields`` ordered by ``first``, then every other column: a total order on the
-    rows' content, so the same rows always come out in the same order."""
-    rest = [f.name for f in fields if f.name not in first]
-    order = ", ".join(quote_ident(name) for name in [*first, *rest])
-    return f"SELECT {pg_arrow.select_list(fields)} FROM {source} {where} ORDER BY {order}"
-
-
-def _xmin_now(cur: Any) -> tuple[str, str]:
-    """(this snapshot's xmin as a 64-bit id, the SQL of each row's ``xmin`` as a 64-bit id).
-
-    ``xmin`` is 32 bits and wraps; the snapshot's ``xmax`` gives the current epoch, and a row id
-    above its low 32 bits comes from the previous epoch (a live row is never 2^31 ids old:
-    PostgreSQL freezes it first, and a frozen row at worst maps to a newer id and comes again).
-    """
-    cur.execute(
-        "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() s"
-    )
-    xmin, xmax = (int(v) for v in cur.fetchall()[0])
-    epoch, low = xmax >> 32, xmax & 0xFFFFFFFF
-    row = "xmin::text::bigint"
-    base = f"CASE WHEN {row} <= {low} THEN {epoch << 32} ELSE {max(epoch - 1, 0) << 32} END"
-    return str(xmin), f"({base} + {row})"
-
-
 def _converted(
     reader: pa.RecordBatchReader, fields: list[Field], schema: pa.Schema, unparsed: dict[str, int]
 ) -> Iterator[pa.RecordBatch]:
     for raw in reader:
         if raw.num_rows:
             yield pg_arrow.to_contract(raw, fields, schema, unparsed)
-
-
-def _new_cursor(tracker: pg_arrow.CursorTracker, cursor_column: str) -> Cursor:
-    """The cursor at the tracked row (two scalars, not a row loop)."""
-    value = tracker.value.as_py() if tracker.value is not None else None
-    key = tracker.key.as_py() if tracker.key is not None else None
-    text = value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
-    return Cursor(
-        cursor_column, None if text is None else str(text), None if key is None else str(key)
-    )
 
 
 def _warn(
