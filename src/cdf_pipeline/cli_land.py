@@ -20,6 +20,8 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         "file's path (a folder or file name starting with the entity's name; see "
         "docs/operations.md). Files already landed are not read again; the same bytes under "
         "another name land nothing; files that match no entity are reported and left alone. "
+        "From a postgresql:// zone, each entity's new rows (after the cursor in the manifest) are "
+        "pulled into one Parquet file instead (docs/landing.md). "
         "Then run 'cdf run --tenant <t>'. Exit code: 0 when nothing failed, 1 when a file could "
         "not be landed, 2 on bad arguments or configuration.",
     )
@@ -28,8 +30,9 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         "--from",
         dest="source",
         metavar="URI",
-        help="landing zone to read: a folder or s3://bucket/prefix/ (default: the tenant's "
-        "landing.uri)",
+        help="landing zone to read: a folder, s3://bucket/prefix/ or "
+        "postgresql://user@host:port/db "
+        "(password from PGPASSWORD or ~/.pgpass; default: the tenant's landing.uri)",
     )
     after = p.add_mutually_exclusive_group()
     after.add_argument(
