@@ -154,12 +154,19 @@ def dictionary_columns(fields: Sequence[Field]) -> list[str]:
     return [f.name for f in fields if f.enum is not None or f.fmt is Format.TENANT]
 
 
+def statistics_columns(fields: Sequence[Field]) -> list[str]:
+    """Columns with min/max statistics: timestamps and the tenant id, where readers prune; on
+    the others they cost ~20 % of the write time for nothing."""
+    return [f.name for f in fields if f.kind is Kind.TIMESTAMP or f.fmt is Format.TENANT]
+
+
 def write_parquet(
     batches: Iterable[pa.RecordBatch],
     dest: Path,
     schema: pa.Schema,
     tracker: CursorTracker | None,
     dictionary: Sequence[str] = (),
+    statistics: Sequence[str] | None = None,
 ) -> int:
     """Stream ``batches`` into ``dest`` in fixed-size row groups; the row count (0: no file).
 
@@ -175,7 +182,11 @@ def write_parquet(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         writer = pq.ParquetWriter(
-            part, schema, compression=COMPRESSION, use_dictionary=list(dictionary) or False
+            part,
+            schema,
+            compression=COMPRESSION,
+            use_dictionary=list(dictionary) or False,
+            write_statistics=True if statistics is None else list(statistics) or False,
         )
         with _WriterThread(writer) as out:
             groups = _RowGroups(schema)

@@ -148,7 +148,10 @@ def pull_entity(
                 cur.execute(plan.sql)
                 batches = _converted(cur.fetch_record_batch(), fields, arrow_schema, unparsed)
                 dictionary = pg_arrow.dictionary_columns(fields)
-                rows = pg_arrow.write_parquet(batches, dest, arrow_schema, plan.tracker, dictionary)
+                stats = pg_arrow.statistics_columns(fields)
+                rows = pg_arrow.write_parquet(
+                    batches, dest, arrow_schema, plan.tracker, dictionary, stats
+                )
             except CdfError:
                 raise
             except Exception as exc:  # ADBC's errors share no base class with pyarrow's
