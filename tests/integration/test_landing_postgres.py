@@ -326,6 +326,18 @@ def test_wrong_password_is_a_config_error_without_the_password(
     assert_secret_free(pg, message + caplog.text)
 
 
+def test_the_password_can_come_from_a_pgpass_file(
+    pg: PostgresServer, uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load(uri, tmp_path, "pass")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{pg.host}:{pg.port}:{pg.database}:{pg.user}:{pg.password}\n")
+    passfile.chmod(0o600)  # libpq ignores a pgpass file others can read
+    monkeypatch.delenv("PGPASSWORD")
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    assert pull(uri, tmp_path / "x.parquet", "pass").rows == expected("suppliers").num_rows
+
+
 def test_a_uri_with_a_password_is_refused_unechoed(pg: PostgresServer, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         pull(pg.dsn(with_password=True), tmp_path / "x.parquet", "landing")
