@@ -15,7 +15,6 @@ A pull with nothing new writes nothing and records nothing (it counts as already
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -32,8 +31,6 @@ from cdf_pipeline.landing.pg_source import check_uri, first_line
 from cdf_pipeline.landing.postgres import PullResult, pull_entity
 from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, LandedObject
 from cdf_pipeline.storage import Storage, join
-
-logger = logging.getLogger(__name__)
 
 
 def table_source(uri: str, schema: str, table: str) -> str:
@@ -85,7 +82,6 @@ def land_postgres(
                 continue
             if pulled.path is None:
                 nothing_new += 1
-                _note(obj, pulled)  # logged, not recorded: nothing landed
                 continue
             folder = join(raw_dir, f"entity={entity.name}", f"ingest_date={now:%Y-%m-%d}")
             _into_raw(storage, pulled, folder, obj, known)
@@ -131,6 +127,4 @@ def _note(obj: LandedObject, pulled: PullResult) -> None:
         notes.append(f"columns outside the contract not pulled: {', '.join(pulled.extra_columns)}")
     if pulled.unparsed:
         notes.append(f"values nulled (not representable): {pulled.unparsed}")
-    obj.detail = "; ".join(notes) or None
-    if notes:
-        logger.info("%s: %s", obj.source, obj.detail)
+    obj.detail = "; ".join(notes) or None  # the pull logged them as warnings already
