@@ -8,7 +8,12 @@ from typing import Any
 
 from cdf_pipeline import telemetry
 from cdf_pipeline.config import PROFILES, load_settings
-from cdf_pipeline.landing.listen import DEFAULT_MAX_RECEIVES, DEFAULT_WAIT_S
+from cdf_pipeline.landing.listen import (
+    DEFAULT_MAX_RECEIVES,
+    DEFAULT_RETRY_AFTER_S,
+    DEFAULT_VISIBILITY_S,
+    DEFAULT_WAIT_S,
+)
 
 
 def _positive_int(text: str) -> int:
@@ -88,6 +93,22 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         help=f"long-poll wait per receive, 0-20 (default {DEFAULT_WAIT_S})",
     )
     p.add_argument(
+        "--visibility",
+        type=_positive_int,
+        default=DEFAULT_VISIBILITY_S,
+        metavar="SECONDS",
+        help="how long a received message stays hidden while its batch lands and runs (default "
+        f"{DEFAULT_VISIBILITY_S}); more than a batch takes",
+    )
+    p.add_argument(
+        "--retry-after",
+        type=_positive_int,
+        default=DEFAULT_RETRY_AFTER_S,
+        metavar="SECONDS",
+        help="a failed message comes back after SECONDS, doubled on each further delivery "
+        f"(default {DEFAULT_RETRY_AFTER_S})",
+    )
+    p.add_argument(
         "--json", action="store_true", help="one JSON line per batch on stdout, then a total"
     )
     p.set_defaults(func=cmd_listen)
@@ -117,7 +138,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
     router = Router(
         settings, lambda tenant: load_settings(args.profile, tenant=tenant, overrides=overrides)
     )
-    options = ListenOptions(args.max_receives, args.max_messages, args.idle_exit, args.wait)
+    options = ListenOptions(
+        args.max_receives, args.max_messages, args.idle_exit, args.wait,
+        visibility=args.visibility, retry_after=args.retry_after,
+    )  # fmt: skip
 
     def on_batch(report: BatchReport) -> None:
         print(report.format(), file=sys.stderr, flush=True)

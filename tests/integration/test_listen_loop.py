@@ -2,8 +2,8 @@
 
 What is decided here is what happens to each message: deleted, left for redelivery, or sent to
 the dead-letter queue with its reason. The Spark work (landing and the silver run) is a recording
-stand-in; test_listen.py runs the real thing end to end. Redeliveries come from a 1 s visibility
-timeout and the loop's own long polls, bounded by ``--idle-exit``: no sleeps.
+stand-in; test_listen.py runs the real thing end to end. Redeliveries come after a 1 s retry
+delay through the loop's own long polls, bounded by ``--idle-exit``: no sleeps.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def test_malformed_message_goes_to_the_dlq_on_its_nth_receive_with_its_reason(
     queue, client = queues
     client.send_message(QueueUrl=queue.url, MessageBody="this is not an S3 event")
     summary = listen(queue, router(), FakeStep(),
-                     ListenOptions(max_receives=3, idle_exit=3, wait=1))  # fmt: skip
+                     ListenOptions(max_receives=3, idle_exit=4, wait=1, retry_after=1))  # fmt: skip
 
     assert summary.malformed == 3, summary  # seen on each of its 3 receives
     assert summary.retried == 2 and summary.dead_lettered == 1
@@ -183,7 +183,9 @@ def test_failed_object_is_redelivered_then_dead_lettered_others_deleted(
     for key in ("acme/suppliers/bad.csv", "globex/parts/ok.csv", "initech/parts/x.csv"):
         client.send_message(QueueUrl=queue.url, MessageBody=event(f"data/landing/{key}"))
     step = FakeStep(fail=[bad], broken=["initech"])
-    summary = listen(queue, router(), step, ListenOptions(max_receives=2, idle_exit=3, wait=1))
+    summary = listen(
+        queue, router(), step, ListenOptions(max_receives=2, idle_exit=4, wait=1, retry_after=1)
+    )
 
     assert summary.deleted == 1, summary  # globex's
     assert summary.dead_lettered == 2 and summary.retried == 2

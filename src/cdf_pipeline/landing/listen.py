@@ -8,9 +8,10 @@ step (``land_tenant(only=...)``) followed by one silver run. Then every message 
   a run that finished recorded its outcome in ``ops.runs``), or they were duplicates, already
   landed before (a redelivery), gone from S3, or the message announced nothing to land (S3's
   ``s3:TestEvent``, ``ObjectRemoved`` records);
-- **retry** (left on the queue; SQS hands it out again after its visibility timeout): an object
-  failed to land, or the landing step or the run raised. Landing is idempotent (the manifest),
-  so the next delivery lands only what is missing and runs the tenant again;
+- **retry** (left on the queue, visible again after ``retry_after`` seconds, doubled on each
+  delivery): an object failed to land, or the landing step or the run raised. Landing is
+  idempotent (the manifest), so the next delivery lands only what is missing and runs the
+  tenant again;
 - **dead-letter** (sent to ``--dlq`` with the reason, then deleted): a message still failing on
   its ``max_receives``-th delivery, a malformed message on its ``max_receives``-th delivery
   (another listener version may understand it, as SQS's own redrive would allow), and at once an
@@ -47,6 +48,10 @@ EXIT_OK, EXIT_ATTENTION = 0, 1
 #: How long one long poll waits for messages by default (SQS allows up to 20 s).
 DEFAULT_WAIT_S = 10
 DEFAULT_MAX_RECEIVES = 5
+#: Seconds a received message stays hidden while its batch lands and runs.
+DEFAULT_VISIBILITY_S = 900
+#: Seconds before a failed message's first redelivery (doubled on each further one).
+DEFAULT_RETRY_AFTER_S = 30
 
 
 # --- one tenant's landing step and run -----------------------------------------------------
@@ -371,6 +376,12 @@ class ListenOptions:
     max_messages: int | None = None
     idle_exit: float | None = None
     wait: int = DEFAULT_WAIT_S
+    visibility: int = DEFAULT_VISIBILITY_S
+    retry_after: int = DEFAULT_RETRY_AFTER_S
+
+    def retry_delay(self, receive_count: int) -> int:
+        """Exponential backoff, capped by SQS's 12-hour visibility limit."""
+        return int(min(self.retry_after * 2 ** max(0, receive_count - 1), 43_200))
 
 
 def listen(
@@ -405,7 +416,7 @@ def listen(
             stopper.polling = True
             if stopper.requested:
                 continue
-            messages = queue.receive(want, wait)
+            messages = queue.receive(want, wait, options.visibility)
         except StopPolling:
             continue
         except Exception as exc:  # the queue itself failed: stop, say why, exit 1
@@ -420,8 +431,7 @@ def listen(
         if not messages:
             continue
         last_message = time.monotonic()
-        report = handle_batch(messages, queue, router, step, options.max_receives,
-                              number=summary.batches + 1)  # fmt: skip
+        report = handle_batch(messages, queue, router, step, options, number=summary.batches + 1)
         summary.add(report)
         if on_batch is not None:
             on_batch(report)
@@ -446,7 +456,7 @@ def handle_batch(
     queue: Queue,
     router: Router,
     step: TenantStep,
-    max_receives: int,
+    options: ListenOptions,
     *,
     number: int = 1,
 ) -> BatchReport:
@@ -461,7 +471,7 @@ def handle_batch(
     results = {tenant: step(tenant, uris) for tenant, uris in sorted(wanted.items())}
     report.tenants = list(results.values())
     for plan in plans:
-        _answer(plan, results, queue, max_receives, report)
+        _answer(plan, results, queue, options, report)
     return report
 
 
@@ -496,7 +506,7 @@ def _answer(
     plan: _Plan,
     results: dict[str, TenantResult],
     queue: Queue,
-    max_receives: int,
+    options: ListenOptions,
     report: BatchReport,
 ) -> None:
     msg = plan.msg
@@ -508,12 +518,14 @@ def _answer(
         elif failed := sorted(set(uris) & result.failed_uris):
             transient = f"{len(failed)} object(s) failed to land, first {failed[0]}"
     if transient:
-        if msg.receive_count >= max_receives:
+        if msg.receive_count >= options.max_receives:
             reason = f"{transient} (after {msg.receive_count} receives)"
             _dead_letter(msg, reason, queue, report)
         else:
+            delay = options.retry_delay(msg.receive_count)
+            queue.retry_later(msg, delay)
             report.retried += 1
-            logger.info("message %s: retried later: %s", msg.message_id, transient)
+            logger.info("message %s: retried in %d s: %s", msg.message_id, delay, transient)
         return
     if plan.no_tenant:
         _dead_letter(msg, "; ".join(plan.no_tenant), queue, report)

@@ -100,12 +100,18 @@ class Queue:
             except Exception as exc:  # botocore raises several unrelated families here
                 raise ConfigError(f"{what} {url}: {_explain(exc)}") from None
 
-    def receive(self, max_messages: int, wait_seconds: int) -> list[Received]:
-        """Up to ``max_messages`` (1-10) messages, long-polling up to ``wait_seconds``."""
+    def receive(self, max_messages: int, wait_seconds: int, visibility: int) -> list[Received]:
+        """Up to ``max_messages`` (1-10) messages, long-polling up to ``wait_seconds``.
+
+        They stay hidden from other consumers for ``visibility`` seconds: longer than a batch
+        takes to land and run, whatever the queue's own visibility timeout (which still applies
+        when the listener dies mid-batch and never answers).
+        """
         answer = self.client.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=max(0, min(20, wait_seconds)),
+            VisibilityTimeout=visibility,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         return [
