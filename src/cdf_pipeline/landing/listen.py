@@ -115,7 +115,7 @@ class TenantStep(Protocol):
     def __call__(self, tenant: str, uris: Sequence[str]) -> TenantResult: ...
 
 
-class _Watched:
+class WatchedManifest:
     """A manifest that remembers what it told the landing step was already known."""
 
     def __init__(self, inner: Manifest) -> None:
@@ -151,10 +151,11 @@ class LandAndRun:
         result = TenantResult(tenant, objects=len(uris))
         try:
             settings = self.settings_for(tenant)
-            ledger = _Watched(SparkManifest(self.spark, TableNames.of(settings)))
+            ledger = WatchedManifest(SparkManifest(self.spark, TableNames.of(settings)))
             with telemetry.stage("cdf.land", **{telemetry.TENANT: tenant}):
                 landed = land_tenant(ledger, settings, tenant, only=uris)
-            _count(result, landed.objects, uris, ledger.seen_sources, storage_for(settings))
+            seen = ledger.seen_sources
+            count_outcomes(result, landed.objects, uris, seen, storage_for(settings))
             # A redelivery may follow a landing whose run never finished: run it then too.
             if result.landed or result.already_seen:
                 summary = run_tenant(self.spark, settings, tenant)
@@ -165,13 +166,15 @@ class LandAndRun:
         return result
 
 
-def _count(
+def count_outcomes(
     result: TenantResult,
     objects: Sequence[LandedObject],
     uris: Sequence[str],
     seen_sources: set[str],
     storage: Any,
 ) -> None:
+    """Fill ``result`` from a landing step's objects; an asked-for object it does not name was
+    already seen (the manifest said so), is gone, or (listed under another name) failed."""
     for o in objects:
         if o.outcome == LANDED:
             result.landed += 1
@@ -432,6 +435,7 @@ def listen(
             continue
         last_message = time.monotonic()
         report = handle_batch(messages, queue, router, step, options, number=summary.batches + 1)
+        last_message = time.monotonic()  # idle counts from the end of the work, not its start
         summary.add(report)
         if on_batch is not None:
             on_batch(report)
