@@ -116,14 +116,8 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 def cmd_listen(args: argparse.Namespace) -> int:
     from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
-    from cdf_pipeline.landing.listen import (
-        BatchReport,
-        LandAndRun,
-        ListenOptions,
-        Router,
-        Stopper,
-        listen,
-    )
+    from cdf_pipeline.landing.listen import LandAndRun, ListenOptions, Router, Stopper, listen
+    from cdf_pipeline.landing.listen_report import BatchReport
     from cdf_pipeline.landing.queue import Queue, sqs_client
     from cdf_pipeline.preflight import check_run
     from cdf_pipeline.spark import build_session

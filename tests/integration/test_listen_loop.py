@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from cdf_pipeline.config import load_settings
-from cdf_pipeline.landing.listen import ListenOptions, Router, TenantResult, listen
+from cdf_pipeline.landing.listen import ListenOptions, Router, listen
+from cdf_pipeline.landing.listen_report import TenantResult
 from cdf_pipeline.landing.queue import REASON, RECEIVE_COUNT, Queue, sqs_client
 
 pytestmark = [pytest.mark.s3, pytest.mark.sqs]

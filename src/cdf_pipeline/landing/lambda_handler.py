@@ -32,7 +32,8 @@ from typing import Any
 from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.exceptions import CdfError
 from cdf_pipeline.landing.events import MalformedEvent, ObjectCreated, parse_body, parse_event
-from cdf_pipeline.landing.listen import Router, TenantResult, WatchedManifest, count_outcomes
+from cdf_pipeline.landing.listen import Router, WatchedManifest
+from cdf_pipeline.landing.listen_report import TenantResult, count_outcomes
 from cdf_pipeline.storage import canonical, storage_for
 
 logger = logging.getLogger(__name__)

@@ -98,7 +98,7 @@ class Queue:
             try:
                 self.client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
             except Exception as exc:  # botocore raises several unrelated families here
-                raise ConfigError(f"{what} {url}: {_explain(exc)}") from None
+                raise ConfigError(f"{what} {url}: {explain(exc)}") from None
 
     def receive(self, max_messages: int, wait_seconds: int, visibility: int) -> list[Received]:
         """Up to ``max_messages`` (1-10) messages, long-polling up to ``wait_seconds``.
@@ -129,7 +129,7 @@ class Queue:
         try:
             self.client.delete_message(QueueUrl=self.url, ReceiptHandle=msg.receipt)
         except Exception as exc:  # a failed ack only means a redelivery (landing is idempotent)
-            logger.warning("could not delete message %s: %s", msg.message_id, _explain(exc))
+            logger.warning("could not delete message %s: %s", msg.message_id, explain(exc))
             return False
         return True
 
@@ -140,7 +140,7 @@ class Queue:
                 QueueUrl=self.url, ReceiptHandle=msg.receipt, VisibilityTimeout=seconds
             )
         except Exception as exc:  # the queue's own visibility timeout applies instead
-            logger.warning("could not delay message %s: %s", msg.message_id, _explain(exc))
+            logger.warning("could not delay message %s: %s", msg.message_id, explain(exc))
 
     def dead_letter(self, msg: Received, reason: str) -> bool:
         """Send the message to the dead-letter queue with ``reason``, then delete it here.
@@ -170,12 +170,12 @@ class Queue:
                 },
             )
         except Exception as exc:  # still on the source queue: it comes back and tries again
-            logger.error("could not dead-letter message %s: %s", msg.message_id, _explain(exc))
+            logger.error("could not dead-letter message %s: %s", msg.message_id, explain(exc))
             return False
         return self.delete(msg)
 
 
-def _explain(exc: BaseException) -> str:
+def explain(exc: BaseException) -> str:
     """One line for a botocore error, without request ids or credentials."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
