@@ -114,7 +114,7 @@ def main() -> int:
     from cdf_pipeline.config import load_settings
     from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
     from cdf_pipeline.landing.land import land_tenant
-    from cdf_pipeline.landing.manifest import SparkManifest
+    from cdf_pipeline.landing.spark_manifest import SparkManifest
     from cdf_pipeline.spark import build_session
 
     s3 = boto3.client("s3")

@@ -53,7 +53,7 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 def cmd_land(args: argparse.Namespace) -> int:
     from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
     from cdf_pipeline.landing.land import ARCHIVE, land_tenant
-    from cdf_pipeline.landing.manifest import SparkManifest
+    from cdf_pipeline.landing.spark_manifest import SparkManifest
     from cdf_pipeline.preflight import check_run
     from cdf_pipeline.spark import build_session
     from cdf_pipeline.storage import storage_for

@@ -28,8 +28,8 @@ from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
 from cdf_pipeline.landing.land import LandSummary, land_tenant
-from cdf_pipeline.landing.manifest import SparkManifest
 from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, UNMATCHED
+from cdf_pipeline.landing.spark_manifest import SparkManifest
 from cdf_pipeline.pipeline.silver import run_tenant
 from cdf_pipeline.storage import Storage, s3_config
 

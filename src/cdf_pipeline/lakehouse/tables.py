@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pyspark.sql import SparkSession
-
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
 from cdf_pipeline.exceptions import ConfigError
@@ -21,6 +19,8 @@ from cdf_pipeline.run_record import runs_columns_sql
 from cdf_pipeline.tenants import validate_tenant_id
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from cdf_pipeline.config import Settings
 
 REASONS_SQL = "array<struct<rule:string,column:string,value:string>>"
