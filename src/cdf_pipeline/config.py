@@ -135,8 +135,10 @@ class LandingSettings(_Section):
     entity_patterns: dict[str, str] = Field(default_factory=dict)
     #: The PostgreSQL schema holding one table per entity (``{tenant}`` allowed).
     postgres_schema: str = Field("landing", pattern=r"^[a-z_][a-z0-9_]*(\{tenant\}[a-z0-9_]*)?$")
-    #: The column an incremental PostgreSQL pull advances on (the primary key breaks ties).
-    cursor_column: str = Field("source_timestamp", pattern=r"^[a-z_][a-z0-9_]*$")
+    #: What an incremental PostgreSQL pull advances on: ``xmin`` (every row version written since
+    #: the last pull, whatever its timestamps) or a contract column such as ``source_timestamp``
+    #: (the primary key breaks ties; misses rows written with a value behind the cursor).
+    cursor_column: str = Field("xmin", pattern=r"^[a-z_][a-z0-9_]*$")
     #: Where landed files go afterwards: left alone (default), deleted, or moved under
     #: ``archive_uri``; both only once the raw copy is verified by its hash.
     after_land: Literal["keep", "delete", "archive"] = "keep"

@@ -56,7 +56,7 @@ def settings(
     pg: PostgresServer, lake: Settings, monkeypatch: pytest.MonkeyPatch, request: Any
 ) -> Settings:
     """``lake`` with the tenant's landing zone in PostgreSQL (password from PGPASSWORD); the
-    cursor column from the test's ``cursor`` mark (default: the configuration's)."""
+    cursor column from the test's ``cursor`` mark (default: the configuration's, xmin)."""
     monkeypatch.setenv("PGPASSWORD", pg.password)
     schema = f"e2e_{lake.catalog.name}_{{tenant}}"
     mark = request.node.get_closest_marker("cursor")
@@ -115,7 +115,6 @@ def balanced(counts: S.EntityCounts) -> bool:
     return counts.read == outcomes + counts.duplicates_dropped
 
 
-@pytest.mark.cursor("xmin")  # every write: a timestamp cursor misses new keys with old timestamps
 def test_postgres_landing_to_silver_incremental_and_idempotent(
     spark: SparkSession, settings: Settings, pg: PostgresServer
 ) -> None:
@@ -165,6 +164,7 @@ def test_postgres_landing_to_silver_incremental_and_idempotent(
     assert run_tenant(spark, settings, TENANT).status == S.NOTHING_NEW
 
 
+@pytest.mark.cursor("source_timestamp")  # the other cursor kind, end to end
 def test_a_crash_between_raw_and_manifest_loses_and_doubles_nothing(
     spark: SparkSession, settings: Settings, pg: PostgresServer
 ) -> None:

@@ -45,6 +45,11 @@ _POSTGRES: dict[Kind, str] = {
 }
 
 
+def postgres_type(kind: Kind) -> str:
+    """The PostgreSQL type a landing table holds a contract kind in."""
+    return _POSTGRES[kind]
+
+
 def arrow_schema(entity: Entity, *, enforce_required: bool = False) -> pa.Schema:
     """The Arrow schema of an entity (the generator's contract shape).
 

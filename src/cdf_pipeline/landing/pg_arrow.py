@@ -25,8 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cdf_pipeline.contracts.model import Entity, Field, Format, Kind
-from cdf_pipeline.contracts.schemas import _POSTGRES as PG_TYPES
-from cdf_pipeline.contracts.schemas import arrow_schema
+from cdf_pipeline.contracts.schemas import arrow_schema, postgres_type
 from cdf_pipeline.exceptions import InputError
 from cdf_pipeline.landing.pg_source import quote_ident
 
@@ -44,7 +43,7 @@ _NOT_A_NUMBER = pa.array(
 
 def source_expr(f: Field) -> str:
     """The column cast to the contract's PostgreSQL type."""
-    return f"{quote_ident(f.name)}::{PG_TYPES[f.kind]}"
+    return f"{quote_ident(f.name)}::{postgres_type(f.kind)}"
 
 
 def select_list(fields: Sequence[Field]) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from cdf_pipeline.contracts.model import Entity, Field, Kind
-from cdf_pipeline.contracts.schemas import _POSTGRES as PG_TYPES
+from cdf_pipeline.contracts.schemas import postgres_type
 from cdf_pipeline.exceptions import ConfigError
 from cdf_pipeline.landing import pg_arrow
 from cdf_pipeline.landing.pg_source import quote_ident, quote_literal
@@ -99,7 +99,7 @@ def plan_rows(
         return RowPlan(sql, XMIN, snapshot_xmin=snapshot_xmin)
     kind = entity.field(cursor_column).kind
     clock = _horizon(cur, kind)
-    horizon = None if clock is None else f"{quote_literal(clock)}::{PG_TYPES[kind]}"
+    horizon = None if clock is None else f"{quote_literal(clock)}::{postgres_type(kind)}"
     nulls, future = _uncounted(cur, source, cursor_column, horizon) if prev else (0, 0)
     tracker = pg_arrow.CursorTracker(
         cursor_column, entity.primary_key, _scalar(clock, arrow_schema, cursor_column)
@@ -146,7 +146,8 @@ def _query(
         if horizon:
             where.append(f"{c} <= {horizon}")
         if prev.value is not None:
-            value = f"{quote_literal(prev.value)}::{PG_TYPES[entity.field(cursor_column).kind]}"
+            kind = entity.field(cursor_column).kind
+            value = f"{quote_literal(prev.value)}::{postgres_type(kind)}"
             where.append(
                 f"{c} > {value}"
                 if prev.key is None
