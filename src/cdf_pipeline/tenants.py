@@ -7,7 +7,8 @@ import re
 from cdf_pipeline.contracts.model import FORMAT_PATTERNS, Format
 from cdf_pipeline.exceptions import InvalidTenantError
 
-_TENANT = re.compile(FORMAT_PATTERNS[Format.TENANT])
+#: The contract's pattern (Java/RE2 ``\z``, end of text) in Python's spelling (``\Z``).
+_TENANT = re.compile(FORMAT_PATTERNS[Format.TENANT].replace(r"\z", r"\Z"))
 
 
 def validate_tenant_id(tenant: str) -> str:
