@@ -42,6 +42,12 @@ FORMAT_PATTERNS: dict[Format, str] = {
 }
 
 
+def python_pattern(fmt: Format) -> str:
+    r"""``fmt``'s pattern in Python's ``re`` spelling: ``\Z`` for the end of the text (Python
+    reads ``\z`` only from 3.14)."""
+    return FORMAT_PATTERNS[fmt].replace(r"\z", r"\Z")
+
+
 class RuleKind(str, enum.Enum):
     """What a rule checks. Codes are ``<column>.<kind>``: stable names for labels and reports."""
 
