@@ -91,6 +91,26 @@ def _lacks(lists: pa.Array, values: pa.Array) -> pa.Array:
     return _null_where_null(lists, _null_where_null(values, result))
 
 
+def _any_element(lists: pa.Array, hits: pa.Array) -> pa.Array:
+    """Per list: does any element hold ``hits`` (a mask over the flattened elements)?
+
+    As Spark's ``exists``: unknown (null) for a null list, or when no element holds and one
+    is unknown.
+    """
+    parents = pc.list_parent_indices(lists).to_numpy()
+    n = len(lists)
+    hit = np.bincount(parents, weights=_np(hits), minlength=n) > 0
+    unknown = np.bincount(parents, weights=_np(pc.is_null(hits)), minlength=n) > 0
+    return _null_where_null(lists, pa.array(hit, mask=~hit & unknown))
+
+
+def _per_value(col: pa.Array, each: bool, test: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    """``test`` on a text column, or on every element of a list column (any element)."""
+    if not each:
+        return test(col)
+    return _any_element(col, test(pc.list_flatten(col)))
+
+
 def _fold(op: Callable[..., pa.Array], terms: list[pa.Array], n: int, *, empty: bool) -> pa.Array:
     return reduce(op, terms) if terms else pa.repeat(pa.scalar(empty), n)
 
@@ -116,6 +136,10 @@ def mask(node: R.Breach, values: TableValues, clock: pa.Scalar) -> pa.Array:
             return _null_where_null(col, pc.invert(found))
         case R.NotMatching(v, pattern):
             return pc.invert(pc.match_substring_regex(values(v), pattern))
+        case R.HasMatch(v, pattern, each):
+            return _per_value(values(v), each, lambda text: pc.match_substring_regex(text, pattern))
+        case R.LongerThan(v, limit, each):
+            return _per_value(values(v), each, lambda text: pc.greater(pc.utf8_length(text), limit))
         case R.Compare(v, op, than):
             right = (
                 values(than)

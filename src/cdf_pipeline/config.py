@@ -36,6 +36,10 @@ PROFILES = ("local", "docker", "aws", "jdbc")
 
 
 _URI_SECRET = re.compile(r"//[^/@]*:[^/@]*@|[?&;](password|secret|token)=", re.IGNORECASE)
+#: A location (root, raw, labels, warehouse; local path or URI) whose path segment holds
+#: ``something:something@``: userinfo, wherever it sits (``/data/user:pass@x``,
+#: ``s3://key:secret@bucket``). Locations are stored in every table's metadata and in ``ops``.
+_LOCATION_SECRET = re.compile(r"[^/@]*:[^/@]*@")
 
 
 _SECRET_KEY = re.compile(r"password|secret|token|access-key|credential", re.IGNORECASE)
@@ -56,6 +60,16 @@ def _no_credentials(value: str | None) -> str | None:
     return value
 
 
+def _no_credentials_in_location(value: str | None) -> str | None:
+    """A location carrying ``user:password@`` anywhere (local paths too) is refused unprinted."""
+    if value and _LOCATION_SECRET.search(value):
+        raise ValueError(
+            "the location carries a credential (user:password@ in a path segment); remove it "
+            "and use the AWS default chain or the environment instead"
+        )
+    return _no_credentials(value)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,7 +85,8 @@ class CatalogSettings(_Section):
     #: share one catalog (a Glue account): Glue databases are flat and account-wide.
     namespace_prefix: str = Field("", pattern=r"^[a-z0-9_]*$")
 
-    _uri_ok = field_validator("uri", "warehouse")(_no_credentials)
+    _uri_ok = field_validator("uri")(_no_credentials)
+    _warehouse_ok = field_validator("warehouse")(_no_credentials_in_location)
     #: Extra catalog properties passed as ``spark.sql.catalog.<name>.<key>`` (no secrets here).
     properties: dict[str, str] = Field(default_factory=dict)
 
@@ -118,7 +133,8 @@ class StorageSettings(_Section):
     #: Path-style bucket addressing; default: on for a custom endpoint, off for AWS.
     s3_path_style: bool | None = None
 
-    _uris_ok = field_validator("raw", "labels", "s3_endpoint_url")(_no_credentials)
+    _uris_ok = field_validator("s3_endpoint_url")(_no_credentials)
+    _locations_ok = field_validator("raw", "labels")(_no_credentials_in_location)
 
 
 class LandingSettings(_Section):
@@ -205,7 +221,7 @@ class Settings(BaseSettings):
     landing: LandingSettings = LandingSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
 
-    _root_ok = field_validator("root")(_no_credentials)
+    _root_ok = field_validator("root")(_no_credentials_in_location)
 
     @field_validator("tenant")
     @classmethod
@@ -305,7 +321,8 @@ def _explain(exc: ValidationError, sources: list[str]) -> str:
         else:
             lines.append(f"key '{key}': {err['msg']} (got {err.get('input')!r})")
     where = ", ".join(sources)
-    return "invalid configuration in " + where + ":\n  " + "\n  ".join(lines)
+    # One line, however many problems: a scheduler's log shows the whole error.
+    return "invalid configuration in " + where + ": " + "; ".join(lines)
 
 
 def load_settings(

@@ -152,30 +152,55 @@ class Storage:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def list_entries(self, uri: str) -> list[FileEntry]:
-        """Every file below ``uri`` with its size and modification time, sorted by path.
+    def list_tree(
+        self, uri: str, suffixes: tuple[str, ...], *, trusted_root: str | None = None
+    ) -> Listing:
+        """Every file below ``uri`` with one of ``suffixes``, and every link not followed.
 
-        A missing folder or prefix has no files. Links are not followed out of the tree: a local
-        file is listed only if its real path stays below ``uri``.
+        A missing folder or prefix has no files. Local trees are walked without following
+        links: a file (or a link to one) is listed only if its real path stays below ``uri``; a
+        link whose target leaves it, a broken link and a link to a folder outside it are refused
+        with the reason, so nothing is dropped silently. Links to folders inside the tree are
+        not descended (their files are listed where they really are). ``trusted_root``, a prefix
+        of ``uri``, is the one place whose own links are trusted (the configured raw root may be
+        a link); a link between it and ``uri`` (a tenant folder pointing at another tenant's)
+        leaves the tree like any other. S3 has no links.
         """
-        fs, path = self.fs(uri)
-        try:
-            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-        except OSError as exc:
-            raise InputError(f"cannot list {uri}: {first_line(exc)}") from exc
-        scheme = "s3://" if is_s3(uri) else ""
-        real_root = None if scheme else Path(path).resolve()
-        entries = [
-            FileEntry(scheme + i.path, int(i.size or 0), int(i.mtime_ns or 0))
-            for i in infos
-            if i.type == pafs.FileType.File
-            and (real_root is None or Path(i.path).resolve().is_relative_to(real_root))
-        ]
-        return sorted(entries, key=lambda e: e.uri)
+        if is_s3(uri):
+            found = [e.uri for e in self._s3_entries(uri) if e.uri.endswith(suffixes)]
+            return Listing(found, [])
+        return _walk_local(Path(os.path.abspath(uri)), suffixes, _boundary(uri, trusted_root))
 
     def list_files(self, uri: str, suffixes: tuple[str, ...]) -> list[str]:
-        """Every file below ``uri`` with one of ``suffixes``, as URIs sorted by path."""
-        return [e.uri for e in self.list_entries(uri) if e.uri.endswith(suffixes)]
+        """Every file below ``uri`` with one of ``suffixes``, as URIs sorted by path (links that
+        leave the tree left out: :meth:`list_tree` says which)."""
+        return self.list_tree(uri, suffixes).files
+
+    def list_entries(self, uri: str) -> tuple[list[FileEntry], list[tuple[str, str]]]:
+        """Every file below ``uri`` with its size and modification time, sorted by path, and the
+        links refused there as (path, reason) (see :meth:`list_tree`)."""
+        if is_s3(uri):
+            return self._s3_entries(uri), []
+        listing = self.list_tree(uri, ("",))
+        entries = []
+        for path in listing.files:
+            st = os.stat(path)
+            entries.append(FileEntry(path, st.st_size, st.st_mtime_ns))
+        return entries, listing.refused
+
+    def _s3_entries(self, uri: str) -> list[FileEntry]:
+        fs, path = self.fs(uri)
+        try:
+            selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+            infos = fs.get_file_info(selector)
+        except OSError as exc:
+            raise InputError(f"cannot list {uri}: {first_line(exc)}") from exc
+        found = [
+            FileEntry("s3://" + i.path, int(i.size or 0), int(i.mtime_ns or 0))
+            for i in infos
+            if i.type == pafs.FileType.File
+        ]
+        return sorted(found, key=lambda e: e.uri)
 
     @contextmanager
     def open(self, uri: str) -> Iterator[IO[bytes]]:
@@ -290,6 +315,63 @@ class Storage:
             raise InputError(
                 f"bucket {bucket!r} does not exist at {where}; create it or fix the root {uri}"
             )
+
+
+#: Why a local link is not read (reported with the file, never dropped silently).
+LINK_LEAVES_ROOT = "link leaves the folder being read, not followed"
+BROKEN_LINK = "broken link: its target does not exist"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The files found below a folder, and the links refused there, as (path, reason)."""
+
+    files: list[str]
+    refused: list[tuple[str, str]]
+
+
+def _boundary(uri: str, trusted_root: str | None) -> Path:
+    """The real folder every listed file must stay in: ``uri`` with only ``trusted_root``'s own
+    links resolved (all of ``uri``'s when no trusted root is given)."""
+    if trusted_root is None:
+        return Path(uri).resolve()
+    below = Path(os.path.abspath(uri)).relative_to(os.path.abspath(trusted_root))
+    return Path(trusted_root).resolve() / below
+
+
+def _walk_local(top: Path, suffixes: tuple[str, ...], boundary: Path) -> Listing:
+    """:meth:`Storage.list_tree` of a local folder (``os.scandir``, links never followed)."""
+    files: list[str] = []
+    refused: list[tuple[str, str]] = []
+    folders = [top]
+    while folders:
+        folder = folders.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise InputError(f"cannot list {folder}: {exc.strerror or exc}") from exc
+        for entry in entries:
+            wanted = entry.name.endswith(suffixes)
+            if entry.is_symlink():
+                target = Path(entry.path).resolve()
+                if not target.is_relative_to(boundary):
+                    if wanted or target.is_dir():
+                        refused.append((entry.path, LINK_LEAVES_ROOT))
+                elif wanted and not target.exists():
+                    refused.append((entry.path, BROKEN_LINK))
+                elif wanted and target.is_file():
+                    files.append(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                folders.append(Path(entry.path))
+            elif wanted and entry.is_file(follow_symlinks=False):
+                # A plain file reached through a linked folder above it leaves the tree too.
+                if Path(entry.path).resolve().is_relative_to(boundary):
+                    files.append(entry.path)
+                else:
+                    refused.append((entry.path, LINK_LEAVES_ROOT))
+    return Listing(sorted(files), sorted(refused))
 
 
 def first_line(exc: BaseException) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from cdf_pipeline.contracts.model import FORMAT_PATTERNS, Format
+from cdf_pipeline.contracts.model import Format, python_pattern
 from cdf_pipeline.exceptions import InvalidTenantError
 
-_TENANT = re.compile(FORMAT_PATTERNS[Format.TENANT])
+_TENANT = re.compile(python_pattern(Format.TENANT))
 
 
 def validate_tenant_id(tenant: str) -> str:

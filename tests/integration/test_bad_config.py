@@ -204,3 +204,13 @@ def test_jars_missing_from_the_jars_dir(tmp_path: Path) -> None:
 def test_local_profile_refuses_tables_on_s3() -> None:
     proc = cdf_run("local", "s3://lake/prefix", {})
     assert_config_error(proc, "hadoop catalog", "--profile aws, docker or jdbc")
+
+
+@pytest.mark.parametrize("template", ["{tmp}/user:{secret}@x", "s3://AKIAKEY:{secret}@bucket/lake"])
+def test_credentials_in_the_root_are_refused_unprinted(tmp_path: Path, template: str) -> None:
+    """``--root`` carrying ``user:password@`` (a local path as an S3 URI) is refused before
+    anything is created or stored, and the secret is echoed nowhere."""
+    root = template.format(tmp=tmp_path, secret=SECRET)
+    proc = cdf_run("local", root, {}, "--create-root")
+    assert_config_error(proc, "key 'root'", "credential")
+    assert list(tmp_path.iterdir()) == []

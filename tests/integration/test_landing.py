@@ -326,3 +326,23 @@ def test_generated_customer_files_through_landing_quarantine_exactly_the_labelle
             ignore_row_order=True,
             ignore_nullable=True,
         )
+
+
+def test_a_link_leaving_the_landing_zone_is_reported_and_never_read(
+    spark: SparkSession, lake: Settings, tmp_path: Path
+) -> None:
+    files = generated(tmp_path)
+    secret = tmp_path / "elsewhere" / "suppliers.parquet"
+    secret.parent.mkdir()
+    secret.write_bytes(files["suppliers"].read_bytes())
+    landing = tmp_path / "landing" / TENANT / "suppliers"
+    landing.mkdir(parents=True)
+    (landing / "linked.parquet").symlink_to(secret)
+    settings = with_landing(lake, str(tmp_path / "landing" / "{tenant}"))
+
+    summary = land(spark, settings)
+
+    assert outcomes(summary) == {"linked.parquet": FAILED}
+    (obj,) = summary.objects
+    assert "not followed" in (obj.detail or "") and obj.sha256 is None
+    assert not list((Path(settings.raw_uri)).rglob("*.parquet"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -261,3 +262,34 @@ def test_every_job_module_imports(path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.__doc__, f"{path.name}: say how to run the job in its docstring"
+
+
+@pytest.mark.parametrize(
+    ("key", "overrides"),
+    [
+        ("root", {"root": "/data/user:s3cr3t-pw@x"}),
+        ("root", {"root": "s3://AKIAKEY:s3cr3t-pw@bucket/lake"}),
+        ("storage.raw", {"storage": {"raw": "/mnt/raw/ak:s3cr3t-pw@host/raw"}}),
+        ("storage.labels", {"storage": {"labels": "s3://k:s3cr3t-pw@bucket/labels"}}),
+        ("catalog.warehouse", {"catalog": {"warehouse": "./wh/u:s3cr3t-pw@wh"}}),
+    ],
+)
+def test_a_credential_in_a_location_is_refused_without_echoing_it(
+    key: str, overrides: dict[str, Any]
+) -> None:
+    """Locations end up in every table's metadata and in ops: ``user:pass@`` is refused in a
+    local path as in a URI, on one line, and the value is never repeated."""
+    with pytest.raises(ConfigError) as err:
+        load("local", overrides=overrides)
+    text = str(err.value)
+    assert f"key '{key}'" in text and "credential" in text
+    assert "s3cr3t-pw" not in text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "root", ["/data/lake", "/data/a:b/c@d", "/data/user@host", "s3://bucket/team:x/lake"]
+)
+def test_locations_without_userinfo_are_accepted(root: str) -> None:
+    """A colon and an at-sign in different segments, or an at-sign alone, are not userinfo."""
+    assert load("local", overrides={"root": root}).root == root

@@ -152,6 +152,20 @@ CASES: dict[str, tuple[Callable[[], list[Entity]], str]] = {
         lambda: [things(_F("colour", Kind.STRING, "colour", enum=("RED", "RED")))],
         "contract 'things': colour: enum lists ['RED'] more than once; list each code once",
     ),
+    "max_length on a number": (
+        lambda: [things(_F("size", Kind.INT, "size", max_length=10))],
+        "contract 'things': size: max_length= and free_text= apply to text fields (string or "
+        "array<string> without enum=), and size is int; drop them",
+    ),
+    "free_text on an enum": (
+        lambda: [things(_F("colour", Kind.STRING, "colour", enum=("RED",), free_text=True))],
+        "contract 'things': colour: max_length= and free_text= apply to text fields (string or "
+        "array<string> without enum=), and colour is an enum field; drop them",
+    ),
+    "max_length that admits nothing": (
+        lambda: [things(_F("note", Kind.STRING, "note", max_length=0))],
+        "contract 'things': note: max_length=0 admits no text; use a positive length",
+    ),
     "enum on a number": (
         lambda: [things(_F("size", Kind.INT, "size", enum=("1", "2")))],
         "contract 'things': size: the enum rule (enum=(...)) applies to string fields, and size is "

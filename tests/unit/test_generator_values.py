@@ -13,11 +13,11 @@ import pytest
 from cdf_generator.api import build_tables
 from cdf_generator.checks import clean_mask
 from cdf_generator.plan import Universe
-from cdf_pipeline.contracts import FORMAT_PATTERNS, PARTS, SUPPLIERS, Format
+from cdf_pipeline.contracts import PARTS, SUPPLIERS, Format, python_pattern
 
 N = 100_000
 AS_OF_US = Universe(42, ("acme",), N, N).as_of_us(1)
-ULID = re.compile(FORMAT_PATTERNS[Format.ULID])
+ULID = re.compile(python_pattern(Format.ULID))
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,12 @@ from cdf_pipeline.contracts.rule_registry import (
     AnyOf,
     Breach,
     Compare,
+    HasMatch,
     IsBlank,
     IsEmpty,
     IsNull,
     Lacks,
+    LongerThan,
     NotIn,
     NotMatching,
     NotNull,
@@ -82,6 +84,27 @@ EDGE_CASES: dict[str, dict[str, tuple[dict[str, Any], set[str]]]] = {
             {"lead_time_days_p95.below_avg"},
         ),
         "p95 beside a null avg": (clean_supplier(lead_time_days_avg=None), set()),
+        "NUL in a name": (clean_supplier(legal_name="Acme\x00Ltd"), {"legal_name.control_chars"}),
+        "C1 in a city": (clean_supplier(city="K\x85ln"), {"city.control_chars"}),
+        "line breaks and tab in an address": (
+            clean_supplier(address_line1="Hauptstr. 1\r\nHinterhaus\tB"),
+            set(),
+        ),
+        "vertical tab in an address": (
+            clean_supplier(address_line2="a\x0bb"),
+            {"address_line2.control_chars"},
+        ),
+        "one past the limit": (clean_supplier(dba_name="y" * 501), {"dba_name.too_long"}),
+        "padded to past the limit": (clean_supplier(dba_name=" " + "y" * 500 + " "), set()),
+        "non-ASCII at the limit": (clean_supplier(legal_name="Ä" * 500), set()),
+        "a list element with a control": (
+            clean_supplier(certifications=["ISO9001", "IATF\x0716949"]),
+            {"certifications.control_chars"},
+        ),
+        "an email with a trailing line break": (
+            clean_supplier(contact_email="buyer@example.com\n"),
+            {"contact_email.format", "contact_email.control_chars"},
+        ),
     },
     PARTS.name: {
         "clean": (clean_part(), set()),
@@ -109,6 +132,15 @@ EDGE_CASES: dict[str, dict[str, tuple[dict[str, Any], set[str]]]] = {
         "null optional list": (clean_part(bom_compatibility=None), set()),
         "negative decimal": (clean_part(unit_cost=Decimal("-0.5")), {"unit_cost.range"}),
         "blank required enum": (clean_part(category=" "), {"category.required"}),
+        "a long list element": (
+            clean_part(bom_compatibility=["ok", "b" * 501]),
+            {"bom_compatibility.too_long"},
+        ),
+        "a long free text": (clean_part(description="d" * 3999 + "\n"), set()),
+        "a ulid with a trailing line break": (
+            clean_part(part_id=ulid(5) + "\n"),
+            {"part_id.format", "part_id.control_chars"},
+        ),
     },
 }
 
@@ -143,6 +175,10 @@ EVERY_NODE: Breach = AnyOf(
         NotMatching(Value("contact_email"), "@"),
         Compare(Value("geo_coords", "lat"), "<", 0.0),
         Lacks(Value("certifications"), Value("legal_name")),
+        HasMatch(Value("legal_name"), "x"),
+        HasMatch(Value("certifications"), "x", each=True),
+        LongerThan(Value("legal_name"), 3),
+        LongerThan(Value("certifications"), 3, each=True),
         AllOf(()),
     )
 )

@@ -354,6 +354,63 @@ def test_existing_violations_are_kept_first_and_other_columns_untouched(
     assert_df_equality(in_order(out.drop(VIOLATIONS)), in_order(df.drop(VIOLATIONS)))
 
 
+LONG = "x" * 1_000_000
+NUL = "Acme\x00Ltd"
+TEXT_SUPPLIERS: Cases = {
+    "a megabyte name": (
+        clean_supplier(legal_name=LONG),
+        [reason("legal_name.too_long", "x" * 100 + "... (1000000 chars)")],
+    ),
+    "at the limit": (clean_supplier(legal_name="y" * 500, address_line1="z" * 500), []),
+    "one past it": (
+        clean_supplier(dba_name="y" * 501),
+        [reason("dba_name.too_long", "y" * 100 + "... (501 chars)")],
+    ),
+    "NUL": (clean_supplier(legal_name=NUL), [reason("legal_name.control_chars", NUL)]),
+    "DEL and C1": (
+        clean_supplier(city="K\x7fln", state="Bay\x85ern"),
+        [reason("city.control_chars", "K\x7fln"), reason("state.control_chars", "Bay\x85ern")],
+    ),
+    "line break in a name": (
+        clean_supplier(legal_name="Acme\nLtd"),
+        [reason("legal_name.control_chars", "Acme\nLtd")],
+    ),
+    "tab and line breaks in an address": (
+        clean_supplier(address_line1="Hauptstr. 1\r\nHinterhaus", address_line2="c/o\tB"),
+        [],
+    ),
+    "other controls in an address": (
+        clean_supplier(address_line1="Hauptstr.\x0b1"),
+        [reason("address_line1.control_chars", "Hauptstr.\x0b1")],
+    ),
+    "an element of a list": (
+        clean_supplier(certifications=["ISO9001", "AS\x009100"]),
+        [reason("certifications.control_chars", '["ISO9001","AS\\u00009100"]')],
+    ),
+    "non-ASCII letters count once": (clean_supplier(legal_name="Ä" * 500), []),
+}
+TEXT_PARTS: Cases = {
+    "a long description is free text": (clean_part(description="d" * 3998 + "\n\t"), []),
+    "too long even so": (
+        clean_part(description="d" * 4001),
+        [reason("description.too_long", "d" * 100 + "... (4001 chars)")],
+    ),
+    "a long list element": (
+        clean_part(bom_compatibility=["b" * 501]),
+        [reason("bom_compatibility.too_long", '["' + "b" * 98 + "... (505 chars)")],
+    ),
+}
+
+
+def test_text_limits_reject_long_values_and_control_characters(
+    validated: dict[str, DataFrame],
+) -> None:
+    """NUL, other control characters and megabyte values are rejected with stable codes (the
+    reason clips the value; free-text fields may hold tabs and line breaks)."""
+    check(validated, SUPPLIERS, TEXT_SUPPLIERS)
+    check(validated, PARTS, TEXT_PARTS)
+
+
 SUPPLIER_TABLES = [
     CLEAN_SUPPLIERS,
     REQUIRED_SUPPLIERS,
@@ -366,5 +423,6 @@ SUPPLIER_TABLES = [
     TENANT_SUPPLIERS,
     STRUCT_SUPPLIERS,
     MANY_SUPPLIERS,
+    TEXT_SUPPLIERS,
 ]
-PART_TABLES = [CLEAN_PARTS, REQUIRED_PARTS, ENUM_PARTS, RANGE_PARTS, CROSS_PARTS]
+PART_TABLES = [CLEAN_PARTS, REQUIRED_PARTS, ENUM_PARTS, RANGE_PARTS, CROSS_PARTS, TEXT_PARTS]

@@ -12,7 +12,14 @@ from cdf_pipeline import jars
 from cdf_pipeline.config import load_settings
 from cdf_pipeline.exceptions import ConfigError
 from cdf_pipeline.spark import check_master, needed_jars, session_options
-from cdf_pipeline.storage import S3Config, Storage, canonical, spark_uri
+from cdf_pipeline.storage import (
+    BROKEN_LINK,
+    LINK_LEAVES_ROOT,
+    S3Config,
+    Storage,
+    canonical,
+    spark_uri,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
@@ -131,15 +138,49 @@ def test_storage_lists_hashes_and_moves_local_files(tmp_path: Path) -> None:
     assert [p.name for p in (root / "c").iterdir()] == ["three.csv"]
 
 
-def test_links_that_leave_the_root_are_not_listed(tmp_path: Path) -> None:
+def test_links_that_leave_the_root_are_refused_and_said_so(tmp_path: Path) -> None:
+    """A link whose target leaves the listed tree is never listed, and never dropped silently:
+    the listing names it with the reason. Links inside the tree are read as files."""
     outside = tmp_path / "outside"
-    outside.mkdir()
+    (outside / "folder").mkdir(parents=True)
     (outside / "secret.csv").write_text("a\n1\n")
+    (outside / "folder" / "more.csv").write_text("a\n2\n")
     root = tmp_path / "raw"
-    root.mkdir()
+    (root / "sub").mkdir(parents=True)
     (root / "inside.csv").write_text("a\n1\n")
+    (root / "data.bin").write_text("a\n3\n")
     (root / "escape.csv").symlink_to(outside / "secret.csv")
-    assert Storage(S3Config()).list_files(str(root), (".csv",)) == [str(root / "inside.csv")]
+    (root / "sub" / "linked_folder").symlink_to(outside / "folder")
+    (root / "sub" / "alias.csv").symlink_to(root / "data.bin")
+    (root / "sub" / "dangling.csv").symlink_to(root / "gone.csv")
+    (root / "sub" / "loop").symlink_to(root)  # a folder link inside: not descended
+    listing = Storage(S3Config()).list_tree(str(root), (".csv",))
+    assert listing.files == [str(root / "inside.csv"), str(root / "sub" / "alias.csv")]
+    assert listing.refused == [
+        (str(root / "escape.csv"), LINK_LEAVES_ROOT),
+        (str(root / "sub" / "dangling.csv"), BROKEN_LINK),
+        (str(root / "sub" / "linked_folder"), LINK_LEAVES_ROOT),
+    ]
+    assert Storage(S3Config()).list_files(str(root), (".csv",)) == listing.files
+
+
+def test_a_linked_folder_below_the_trusted_root_leaves_the_tree(tmp_path: Path) -> None:
+    """The configured raw root may itself be a link; a tenant folder linked to another
+    tenant's is not: every file reached through it is refused, none read."""
+    real = tmp_path / "disk" / "raw"
+    (real / "tenant_id=b" / "entity=x").mkdir(parents=True)
+    (real / "tenant_id=b" / "entity=x" / "b.csv").write_text("a\n1\n")
+    (real / "tenant_id=a").symlink_to(real / "tenant_id=b")
+    raw = tmp_path / "raw"
+    raw.symlink_to(real)
+    storage = Storage(S3Config())
+    own = storage.list_tree(str(raw / "tenant_id=b" / "entity=x"), (".csv",), trusted_root=str(raw))
+    assert own.files == [str(raw / "tenant_id=b" / "entity=x" / "b.csv")]
+    other = storage.list_tree(
+        str(raw / "tenant_id=a" / "entity=x"), (".csv",), trusted_root=str(raw)
+    )
+    assert other.files == []
+    assert other.refused == [(str(raw / "tenant_id=a" / "entity=x" / "b.csv"), LINK_LEAVES_ROOT)]
 
 
 def test_uris_have_one_spelling() -> None:

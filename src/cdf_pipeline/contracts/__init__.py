@@ -17,6 +17,7 @@ from cdf_pipeline.contracts.model import (
     Kind,
     Rule,
     RuleKind,
+    python_pattern,
 )
 from cdf_pipeline.contracts.validation import contract_set
 
@@ -36,4 +37,5 @@ __all__ = [
     "RuleKind",
     "contract_set",
     "entity",
+    "python_pattern",
 ]

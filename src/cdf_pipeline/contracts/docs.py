@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from cdf_pipeline.contracts.entities import ENTITIES, RULE_SET_VERSION
-from cdf_pipeline.contracts.model import FORMAT_PATTERNS, Entity, Field, RuleKind
+from cdf_pipeline.contracts.model import (
+    CONTROL_CHARACTERS,
+    DEFAULT_MAX_LENGTH,
+    FORMAT_PATTERNS,
+    Entity,
+    Field,
+    Kind,
+    RuleKind,
+)
 from cdf_pipeline.contracts.schemas import LINEAGE_COLUMNS
 
 _ENUM_INLINE = 12  # longer code lists are summarised, not printed in the table
@@ -22,6 +30,10 @@ def _constraints(f: Field) -> str:
         parts.append(f"format `{f.fmt.value}`")
     if f.not_future:
         parts.append("not in the future")
+    if f.text_limit is not None:
+        each = "each element " if f.kind is Kind.STRING_ARRAY else ""
+        breaks = " but tab and line breaks" if f.free_text else ""
+        parts.append(f"{each}at most {f.text_limit} characters, no control characters{breaks}")
     return "; ".join(parts)
 
 
@@ -69,6 +81,13 @@ def render_contracts_markdown() -> str:
         f"Rule-set version: `{RULE_SET_VERSION}`.",
         "",
         "Formats: " + "; ".join(f"`{k.value}` = `{v}`" for k, v in FORMAT_PATTERNS.items()) + ".",
+        "",
+        "Text fields (strings and lists of strings without a code list) hold at most "
+        f"{DEFAULT_MAX_LENGTH} characters (Unicode code points) unless the field says otherwise "
+        f"(`<column>.{RuleKind.TOO_LONG.value}`), and no control character "
+        f"(`<column>.{RuleKind.CONTROL_CHARS.value}`: `{CONTROL_CHARACTERS}`, NUL included); "
+        "free-text fields may hold tab, line feed and carriage return. In a list, each element "
+        "is checked. Text is checked as normalised (trimmed of spaces).",
         "",
         "Rules every entity has besides those listed: "
         f"`<column>.{RuleKind.TYPE.value}` (a value that cannot be cast to the contract type), "

@@ -15,7 +15,7 @@ from cdf_pipeline.contracts.reference import (
 from cdf_pipeline.contracts.validation import contract_set
 
 #: Bumped whenever a rule changes meaning; stored with every quarantined row.
-RULE_SET_VERSION = "2026.11.1"
+RULE_SET_VERSION = "2026.11.2"
 SCHEMA_VERSION = "1.0"
 
 _S, _I, _D = Kind.STRING, Kind.INT, Kind.DOUBLE
@@ -49,8 +49,8 @@ SUPPLIERS = Entity(
         Field("dba_name", _S, "Trading name, when different"),
         Field("country", _S, "ISO-3166 alpha-2 country", required=True, enum=ISO_COUNTRIES),
         Field("region", _S, "Sales region (free text)"),
-        Field("address_line1", _S, "Street address"),
-        Field("address_line2", _S, "Address complement"),
+        Field("address_line1", _S, "Street address", free_text=True),
+        Field("address_line2", _S, "Address complement", free_text=True),
         Field("city", _S, "City"),
         Field("state", _S, "State or province"),
         Field("postal_code", _S, "Postal code"),
@@ -104,7 +104,7 @@ PARTS = Entity(
         Field("part_id", _S, "Part key (ULID)", required=True, fmt=Format.ULID),
         Field("tenant_id", _S, "Owning tenant", required=True, fmt=Format.TENANT),
         Field("part_number", _S, "The tenant's part number", required=True),
-        Field("description", _S, "Free-text description"),
+        Field("description", _S, "Free-text description", free_text=True, max_length=4000),
         Field(
             "category",
             _S,

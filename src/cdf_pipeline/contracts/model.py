@@ -32,12 +32,20 @@ class Format(str, enum.Enum):
     TENANT = "tenant"
 
 
-#: The regular expressions behind each :class:`Format`. Java and Python regex syntax agree here.
+#: The regular expressions behind each :class:`Format`, in the syntax Java (Spark) and RE2
+#: (pyarrow) share. They end in ``\z``, not ``$``: Java's ``$`` also matches before a final line
+#: break, so ``"<ulid>\n"`` passed the ULID format in Spark (and failed it in pyarrow).
 FORMAT_PATTERNS: dict[Format, str] = {
-    Format.ULID: r"^[0-9A-HJKMNP-TV-Z]{26}$",
-    Format.EMAIL: r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$",
-    Format.TENANT: r"^[a-z][a-z0-9_]{1,31}$",
+    Format.ULID: r"^[0-9A-HJKMNP-TV-Z]{26}\z",
+    Format.EMAIL: r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\z",
+    Format.TENANT: r"^[a-z][a-z0-9_]{1,31}\z",
 }
+
+
+def python_pattern(fmt: Format) -> str:
+    r"""``fmt``'s pattern in Python's ``re`` spelling: ``\Z`` for the end of the text (Python
+    reads ``\z`` only from 3.14)."""
+    return FORMAT_PATTERNS[fmt].replace(r"\z", r"\Z")
 
 
 class RuleKind(str, enum.Enum):
@@ -50,12 +58,27 @@ class RuleKind(str, enum.Enum):
     FORMAT = "format"
     P95_GE_AVG = "below_avg"  # lead_time_days_p95 must not be below lead_time_days_avg
     NOT_FUTURE = "future"  # a timestamp later than the run's clock (plus skew allowance)
+    TOO_LONG = "too_long"  # text (or a list's element) longer than the field's max_length
+    CONTROL_CHARS = "control_chars"  # text (or a list's element) holding a control character
     CONTAINS = "missing_default"  # an array must contain another column's value
     TENANT_MATCH = "tenant_mismatch"  # the row's tenant_id is not the tenant being run
     FOREIGN_KEY = "fk"
     DUPLICATE = "duplicate"  # a conflicting older version of a key seen in the same batch
     MISSING_COLUMN = "missing_column"  # schema drift: a required column is absent from the file
     EXTRA_COLUMN = "extra_column"  # schema drift: a column the contract does not know (if strict)
+
+
+#: The most characters a text field (or an element of a text list) may hold unless it declares
+#: its own ``max_length``: far above any name, code or address line a source system sends, far
+#: below the megabyte values that would bloat every table and report they reach.
+DEFAULT_MAX_LENGTH = 500
+
+#: Control characters no text may hold: C0 (U+0000-U+001F, NUL included), DEL and C1
+#: (U+007F-U+009F, what mis-decoded Windows-1252 leaves). Java and RE2 read ``\xNN`` alike.
+CONTROL_CHARACTERS = r"[\x00-\x1F\x7F-\x9F]"
+#: The same, less tab, line feed and carriage return: a free-text field (an address pasted from
+#: a letter, a description) may hold tabs and line breaks.
+FREE_TEXT_CONTROL_CHARACTERS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
 
 
 @dataclass(frozen=True)
@@ -104,6 +127,29 @@ class Field:
     exclusive_minimum: bool = False
     fmt: Format | None = None
     not_future: bool = False
+    #: Text fields (strings and lists of strings without an ``enum``, whose codes bound them
+    #: already): the most characters a value (each element of a list) may hold; None means
+    #: :data:`DEFAULT_MAX_LENGTH`.
+    max_length: int | None = None
+    #: Text fields: tab and line breaks are allowed (every other control character is not).
+    free_text: bool = False
+
+    @property
+    def is_text(self) -> bool:
+        """Free text or codes outside any list: held to a length and to no control characters."""
+        return self.kind in (Kind.STRING, Kind.STRING_ARRAY) and self.enum is None
+
+    @property
+    def text_limit(self) -> int | None:
+        """The most characters a value may hold (None for fields that are not text)."""
+        if not self.is_text:
+            return None
+        return DEFAULT_MAX_LENGTH if self.max_length is None else self.max_length
+
+    @property
+    def control_characters(self) -> str:
+        """The character class of the control characters this field may not hold."""
+        return FREE_TEXT_CONTROL_CHARACTERS if self.free_text else CONTROL_CHARACTERS
 
     @property
     def range_text(self) -> str | None:
@@ -114,6 +160,20 @@ class Field:
         lo = "-inf" if self.minimum is None else _num(self.minimum)
         hi = "+inf" if self.maximum is None else _num(self.maximum)
         return f"{low}{lo}, {hi}{')' if self.maximum is None else ']'}"
+
+
+def _text_rules(f: Field, limit: int) -> list[Rule]:
+    each = "each element of " if f.kind is Kind.STRING_ARRAY else ""
+    allowed = "; tab and line breaks allowed" if f.free_text else ""
+    return [
+        Rule(RuleKind.TOO_LONG, f.name, f"{each}{f.name} must be at most {limit} characters"),
+        Rule(
+            RuleKind.CONTROL_CHARS,
+            f.name,
+            f"{each}{f.name} must hold no control character (U+0000-U+001F, U+007F-U+009F"
+            f"{allowed})",
+        ),
+    ]
 
 
 def _num(value: float) -> str:
@@ -167,6 +227,8 @@ class Entity:
                 rules.append(
                     Rule(RuleKind.NOT_FUTURE, f.name, f"{f.name} must not be in the future")
                 )
+            if f.text_limit is not None:
+                rules += _text_rules(f, f.text_limit)
         rules.extend(self.cross_field_rules)
         return tuple(rules)
 

@@ -78,6 +78,26 @@ class NotMatching:
 
 
 @dataclass(frozen=True)
+class HasMatch:
+    """Text in which the regular expression matches somewhere (Java's ``find``, RE2's search);
+    with ``each``, a list with such an element."""
+
+    value: Value
+    pattern: str
+    each: bool = False
+
+
+@dataclass(frozen=True)
+class LongerThan:
+    """Text of more than ``limit`` characters (Unicode code points); with ``each``, a list with
+    such an element."""
+
+    value: Value
+    limit: int
+    each: bool = False
+
+
+@dataclass(frozen=True)
 class Compare:
     """``value <op> than``, against a number, another value or the run's clock."""
 
@@ -112,7 +132,18 @@ class AllOf(_OfTerms):
 
 
 Breach = (
-    IsNull | NotNull | IsBlank | IsEmpty | NotIn | NotMatching | Compare | Lacks | AnyOf | AllOf
+    IsNull
+    | NotNull
+    | IsBlank
+    | IsEmpty
+    | NotIn
+    | NotMatching
+    | HasMatch
+    | LongerThan
+    | Compare
+    | Lacks
+    | AnyOf
+    | AllOf
 )
 
 #: Every node a compiler must handle (the test of both compilers walks this).
@@ -121,6 +152,7 @@ NODES: tuple[type, ...] = get_args(Breach)
 # --- The rules ----------------------------------------------------------------------------------
 
 NUMBERS = frozenset({Kind.INT, Kind.DOUBLE, Kind.DECIMAL})
+TEXT = frozenset({Kind.STRING, Kind.STRING_ARRAY})
 
 #: The bounds of each member of a GEO value (the contract states them in the field docs).
 GEO_BOUNDS: dict[str, tuple[float, float]] = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0)}
@@ -178,6 +210,15 @@ def _not_future(f: Field, rule: Rule) -> Breach:
     return AllOf((NotNull(Value(f.name)), Compare(Value(f.name), ">", CLOCK)))
 
 
+def _too_long(f: Field, rule: Rule) -> Breach:
+    assert f.text_limit is not None, f"{f.name} is not text"
+    return LongerThan(Value(f.name), f.text_limit, each=f.kind is Kind.STRING_ARRAY)
+
+
+def _control_chars(f: Field, rule: Rule) -> Breach:
+    return HasMatch(Value(f.name), f.control_characters, each=f.kind is Kind.STRING_ARRAY)
+
+
 def _other(rule: Rule) -> Value:
     assert rule.other is not None, f"{rule.code} names no second column"
     return Value(rule.other)
@@ -200,6 +241,10 @@ ROW_RULES: dict[RuleKind, RowRule] = {
     RuleKind.RANGE: RowRule(NUMBERS | {Kind.GEO}, "minimum=/maximum=", _range),
     RuleKind.FORMAT: RowRule(frozenset({Kind.STRING}), "fmt=Format...", _format),
     RuleKind.NOT_FUTURE: RowRule(frozenset({Kind.TIMESTAMP}), "not_future=True", _not_future),
+    RuleKind.TOO_LONG: RowRule(TEXT, "every text field (max_length= to change it)", _too_long),
+    RuleKind.CONTROL_CHARS: RowRule(
+        TEXT, "every text field (free_text=True allows tab and line breaks)", _control_chars
+    ),
     RuleKind.P95_GE_AVG: RowRule(NUMBERS, "cross_field_rules", _below_other, other=NUMBERS),
     RuleKind.CONTAINS: RowRule(
         frozenset({Kind.STRING_ARRAY}),

@@ -57,6 +57,14 @@ def _field_problems(f: Field) -> list[str]:
                     f"{f.name}: enum code {code!r} can never match (values are trimmed and "
                     f"upper-cased before the check); write it as {code.strip(' ').upper()!r}"
                 )
+    if (f.max_length is not None or f.free_text) and not f.is_text:
+        what = "an enum field" if f.enum is not None else f"{f.kind.value}"
+        out.append(
+            f"{f.name}: max_length= and free_text= apply to text fields (string or "
+            f"array<string> without enum=), and {f.name} is {what}; drop them"
+        )
+    elif f.max_length is not None and f.max_length < 1:
+        out.append(f"{f.name}: max_length={f.max_length} admits no text; use a positive length")
     if f.exclusive_minimum and f.minimum is None:
         out.append(f"{f.name}: exclusive_minimum=True needs a minimum=; add one or drop it")
     if f.minimum is not None and f.maximum is not None:
@@ -149,7 +157,8 @@ def entity_problems(entity: Entity) -> list[str]:
                 "keys array<string> with is_array=True; fix the kind or is_array"
             )
     codes = [r.code for r in (*entity.row_rules, *entity.fk_rules, entity.duplicate_rule)]
-    twice = sorted({c for c in codes if codes.count(c) > 1})
+    # A field declared twice derives its rules twice: reported once, as the field (above).
+    twice = sorted({c for c in codes if codes.count(c) > 1 and c.split(".")[0] not in dupes})
     if twice:
         out.append(f"rules {twice} are declared twice; declare each rule once")
     return [f"contract {entity.name!r}: {p}" for p in out]

@@ -3,10 +3,16 @@
 Raw layout: ``<raw>/tenant_id=<t>/entity=<entity>/ingest_date=YYYY-MM-DD/<file>``. A file
 whose SHA-256 was already ingested for the tenant is skipped (never counted twice), whatever its
 name. Each new file is checked before Spark reads it, so one corrupt file fails alone.
+
+CSV is read as RFC 4180 has it, here and by Spark (``ingest/read.py``): fields quoted with ``"``,
+a quote inside one doubled, line breaks (LF or CRLF) inside quoted fields, CRLF or LF line ends,
+an optional UTF-8 byte-order mark. Both readers agree on where a record ends, so the pre-check's
+count is the count Spark reads (the run checks that too, per file).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -15,12 +21,21 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from cdf_pipeline.contracts import ENTITIES
-from cdf_pipeline.storage import Storage, basename, join
+from cdf_pipeline.storage import Listing, Storage, basename, join
 from cdf_pipeline.tenants import validate_tenant_id
 
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".parquet", ".csv")
+
+#: The SHA-256 of no bytes: a 0-byte file (its hash alone tells, before anything is read).
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+EMPTY_FILE = "empty file: 0 bytes, not a CSV header or a Parquet footer"
+
+#: RFC 4180 (``"`` quotes, doubled inside a field) with line breaks inside quoted fields.
+CSV_PARSE = pacsv.ParseOptions(
+    delimiter=",", quote_char='"', double_quote=True, escape_char=False, newlines_in_values=True
+)
 
 
 @dataclass(frozen=True)
@@ -48,11 +63,21 @@ def tenant_raw_dir(raw_root: str, tenant: str) -> str:
     return join(raw_root, f"tenant_id={validate_tenant_id(tenant)}")
 
 
-def _csv_header(storage: Storage, uri: str) -> list[str]:
+def _csv_columns_and_rows(storage: Storage, uri: str) -> tuple[tuple[str, ...], int]:
+    """The header's column names (quotes, BOM and line ends handled by the parser) and the
+    number of records, counted in a stream of the first column read as text (constant memory,
+    no type inference that a later block could contradict)."""
     with storage.open(uri) as stream:
-        first = stream.read(1 << 16)  # a header line is far shorter
-    line = first.decode("utf-8").splitlines()[0] if first else ""
-    return [c.strip().strip('"') for c in line.split(",")] if line else []
+        header = pacsv.open_csv(stream, parse_options=CSV_PARSE).schema.names
+    if not header or not header[0]:
+        raise ValueError("the CSV file has no header line")
+    first = header[0]
+    convert = pacsv.ConvertOptions(include_columns=[first], column_types={first: pa.string()})
+    rows = 0
+    with storage.open(uri) as stream:
+        for batch in pacsv.open_csv(stream, parse_options=CSV_PARSE, convert_options=convert):
+            rows += batch.num_rows
+    return tuple(header), rows
 
 
 def _columns_and_rows(storage: Storage, uri: str) -> tuple[tuple[str, ...], int]:
@@ -64,23 +89,15 @@ def _columns_and_rows(storage: Storage, uri: str) -> tuple[tuple[str, ...], int]
         with storage.open_random(uri) as handle:
             meta = pq.read_metadata(handle)
         return tuple(meta.schema.to_arrow_schema().names), int(meta.num_rows)
-    header = _csv_header(storage, uri)
-    if not header or not header[0]:
-        raise ValueError("the CSV file has no header line")
-    with storage.open(uri) as stream:
-        table = pacsv.read_csv(
-            stream,
-            convert_options=pacsv.ConvertOptions(
-                include_columns=[header[0]], column_types={header[0]: pa.string()}
-            ),
-        )
-    return tuple(header), int(table.num_rows)
+    return _csv_columns_and_rows(storage, uri)
 
 
 def inspect_file(storage: Storage, entity: str, uri: str, *, sha256: str | None = None) -> RawFile:
     """Hash (unless ``sha256`` is known) and pre-check one file; a file that cannot be read
     carries ``error`` instead of rows."""
     sha = sha256 or storage.sha256(uri)
+    if sha == EMPTY_SHA256:
+        return RawFile(entity, uri, sha, error=EMPTY_FILE)
     try:
         columns, rows = _columns_and_rows(storage, uri)
     except Exception as exc:
@@ -90,7 +107,12 @@ def inspect_file(storage: Storage, entity: str, uri: str, *, sha256: str | None 
     return RawFile(entity, uri, sha, rows=rows, columns=columns)
 
 
-def discover(storage: Storage, raw_root: str, tenant: str) -> dict[str, list[str]]:
-    """Every raw file URI of the tenant per entity, sorted by path (deterministic order)."""
+def discover(storage: Storage, raw_root: str, tenant: str) -> dict[str, Listing]:
+    """Every raw file URI of the tenant per entity, sorted by path (deterministic order), and the
+    links refused there (a link whose target leaves the tenant's entity folder is not read:
+    it could point at another tenant's files or anywhere on the host)."""
     base = tenant_raw_dir(raw_root, tenant)
-    return {name: storage.list_files(join(base, f"entity={name}"), SUFFIXES) for name in ENTITIES}
+    return {
+        name: storage.list_tree(join(base, f"entity={name}"), SUFFIXES, trusted_root=raw_root)
+        for name in ENTITIES
+    }

@@ -201,10 +201,18 @@ class _FileLander:
         self.known = Known()
 
     def run(self, only: Sequence[str] | None, after: str, archive: str | None) -> None:
-        entries = self.storage.list_entries(self.source)
+        entries, refused = self.storage.list_entries(self.source)
         if only is not None:
             wanted = {canonical(u) for u in only}
             entries = [e for e in entries if canonical(e.uri) in wanted]
+            refused = [(path, why) for path, why in refused if canonical(path) in wanted]
+        for path, why in refused:  # links out of the zone: reported, never read
+            link = LandedObject(
+                self.tenant, path, "link", 0, FAILED, detail=why,
+                land_id=self.summary.land_id, landed_at=self.now,
+            )  # fmt: skip
+            logger.warning("%s %s: %s", FAILED, link.source, why)
+            self.summary.objects.append(link)
         for entry in entries:
             obj = self.land_one(entry)
             if obj is None:

@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES
-from cdf_pipeline.ingest.files import RawFile, discover, inspect_file
+from cdf_pipeline.ingest.files import EMPTY_SHA256, RawFile, discover, inspect_file
 from cdf_pipeline.lakehouse import ops
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.quality.normalise import detect_drift
@@ -30,16 +30,19 @@ def select_new_files(
     """(good new files per entity, unreadable files, skipped count, tenant has any raw files)."""
     storage = storage_for(settings)
     found = discover(storage, settings.raw_uri, tenant)
-    any_files = any(found.values())
+    any_files = any(listing.files or listing.refused for listing in found.values())
     done = ops.ingested_hashes(spark, names, tenant) if any_files else set()
     new: dict[str, list[RawFile]] = {name: [] for name in ENTITIES}
-    bad: list[RawFile] = []
+    # Refused links are reported, never read (not even hashed): their sha256 is empty.
+    bad = [RawFile(n, path, "", error=why) for n, ls in found.items() for path, why in ls.refused]
     skipped = 0
     seen: set[str] = set()
-    for name, paths in found.items():
-        for path in paths:
+    for name, listing in found.items():
+        for path in listing.files:
             sha = storage.sha256(path)
-            if sha in done or sha in seen:  # known content: not read any further
+            # Known content is not read any further; every empty file is reported (they all
+            # share one hash, and none is ever ingested).
+            if sha != EMPTY_SHA256 and (sha in done or sha in seen):
                 skipped += 1
                 continue
             seen.add(sha)

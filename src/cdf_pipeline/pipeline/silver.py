@@ -99,6 +99,7 @@ def run_tenant(
                     spark, settings, names, entity, new, run, now, parent_keys=keys,
                     broadcast_parents=small,
                 )  # fmt: skip
+                _fail_unaccounted(staged[entity.name], new, bad, run)
             run.entities = {name: s.counts for name, s in staged.items()}
             with stage("audits", **{"cdf.tenant": tenant}):
                 run.audits = run_audits(spark, settings, names, staged, tenant)
@@ -106,7 +107,7 @@ def run_tenant(
                 with stage("publish", **{"cdf.tenant": tenant}):
                     _publish(spark, names, staged, tenant, run.run_id, now)
                 run.status = S.PARTIAL if bad else S.SUCCEEDED
-                run.message = f"{len(bad)} file(s) could not be read" if bad else ""
+                run.message = f"{len(bad)} file(s) failed, see their errors" if bad else ""
                 published = True
             else:
                 run.status = S.AUDIT_FAILED
@@ -174,6 +175,22 @@ def _stage_traced(
         )  # fmt: skip
         set_attributes(span, staged.counts.span_attributes())
     return staged
+
+
+def _fail_unaccounted(
+    staged: StagedEntity, new: dict[str, list[RawFile]], bad: list[RawFile], run: S.RunSummary
+) -> None:
+    """Move the files staging left out (rows not accounted for) from ``new`` to the failed."""
+    if not staged.unaccounted:
+        return
+    left_out = {f.path for f in staged.unaccounted}
+    name = staged.entity.name
+    new[name] = [f for f in new[name] if f.path not in left_out]
+    bad += staged.unaccounted
+    run.files += [
+        S.FileResult(f.entity, f.path, f.sha256, None, ops.FAILED, f.error)
+        for f in staged.unaccounted
+    ]
 
 
 def _finished(run: S.RunSummary) -> S.RunSummary:

@@ -68,6 +68,14 @@ def expression(node: R.Breach, clock: Column) -> Column:
             return ~_value(v).isin(*codes)
         case R.NotMatching(v, pattern):
             return ~_value(v).rlike(pattern)
+        case R.HasMatch(v, pattern, each):
+            if each:
+                return F.exists(_value(v), lambda s: s.rlike(pattern))
+            return _value(v).rlike(pattern)
+        case R.LongerThan(v, limit, each):
+            if each:
+                return F.exists(_value(v), lambda s: F.length(s) > limit)
+            return F.length(_value(v)) > limit
         case R.Compare(v, op, than):
             left, right = _value(v), _operand(than, clock)
             return left < right if op == "<" else left <= right if op == "<=" else left > right
@@ -80,6 +88,20 @@ def expression(node: R.Breach, clock: Column) -> Column:
     _unhandled(node)
 
 
+#: Observed values in a reason are clipped to this many characters (the row as sent, whole,
+#: is in ``_original``): a megabyte value must not be copied into every reason naming it.
+OBSERVED_MAX = 100
+
+
+def clipped(text: Column) -> Column:
+    """``text``, or its first :data:`OBSERVED_MAX` characters and its length when longer."""
+    length = F.length(text)
+    short = F.concat(
+        F.substring(text, 1, OBSERVED_MAX), F.lit("... ("), length.cast("string"), F.lit(" chars)")
+    )
+    return F.when(length > OBSERVED_MAX, short).otherwise(text)
+
+
 def row_reasons(entity: Entity, tenant: str, now: Column) -> Column:
     """The violations array of every row rule of ``entity`` plus the tenant check."""
     pairs = []
@@ -88,7 +110,7 @@ def row_reasons(entity: Entity, tenant: str, now: Column) -> Column:
         pairs.append(
             (
                 expression(R.breach(entity, rule), now),
-                reason(rule, observed(F.col(f.name), spark_type(f.kind))),
+                reason(rule, clipped(observed(F.col(f.name), spark_type(f.kind)))),
             )
         )
     tenant_rule = entity.rule("tenant_id", RuleKind.TENANT_MATCH)
