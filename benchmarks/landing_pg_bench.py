@@ -9,9 +9,13 @@ on loopback (``tests/servers/postgres.py``, the server the test suite starts, wi
 for ``--rounds`` rounds, each in a fresh child process (so its peak RSS is its own, not the
 generator's):
 
-- ``pull``: :func:`cdf_pipeline.landing.postgres.pull_entity`, a first pull (no cursor) of the
+- ``pull xmin`` and ``pull ts``: :func:`cdf_pipeline.landing.postgres.pull_entity` with the
+  ``xmin`` cursor (the default) and with ``source_timestamp``, a first pull (no cursor) of the
   whole table into one contract-typed Parquet file (ADBC, ``COPY (SELECT ... ORDER BY ...) TO
   STDOUT`` binary, Arrow conversion, ParquetWriter);
+- ``land xmin``: :func:`cdf_pipeline.landing.pg_land.land_postgres`, what ``cdf land`` does for a
+  PostgreSQL zone without the manifest's Iceberg commit: every entity's table (the 1,000 parts
+  too) pulled into a local raw folder under its content name (written in place, hashed, renamed);
 - ``csv``: ``COPY bench.suppliers TO STDOUT (FORMAT csv)`` into a file through psycopg2's
   ``copy_expert`` (no order, no types: the floor of getting the bytes out).
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,15 +72,49 @@ def _peak_mb() -> float:
     return _status_mb("VmHWM")
 
 
-def child(kind: str, uri: str, out: Path) -> None:
+def child(kind: str, uri: str, out: Path, cursor: str) -> None:
     """One measured run in this (fresh) process; prints one JSON line."""
-    if kind == "pull":
+    if kind == "land":
+        from datetime import datetime, timezone
+
+        from cdf_pipeline.config import load_settings
+        from cdf_pipeline.landing.manifest import Known
+        from cdf_pipeline.landing.pg_land import land_postgres
+        from cdf_pipeline.storage import Storage
+
+        class FirstLanding:
+            """The manifest of a tenant never landed before, kept in memory: the benchmark times
+            PostgreSQL -> raw, not the one Iceberg commit of the manifest rows afterwards."""
+
+            def known(self, tenant: str) -> Known:
+                return Known()
+
+            def last_cursor(self, tenant: str, source: str) -> None:
+                return None
+
+            def record(self, objects: object) -> None:
+                return None
+
+        settings = load_settings(
+            "local",
+            overrides={"root": str(out), "landing": {"postgres_schema": SCHEMA,
+                                                    "cursor_column": cursor}},
+        )  # fmt: skip
+        base = _rss_mb()
+        started = time.perf_counter()
+        landed, _ = land_postgres(
+            FirstLanding(), settings, Storage(), "bench", uri, "bench", datetime.now(timezone.utc)
+        )
+        seconds = time.perf_counter() - started
+        suppliers = next(o for o in landed if o.entity == "suppliers")
+        rows, out = suppliers.rows or 0, Path(suppliers.raw_file or "")
+    elif kind == "pull":
         from cdf_pipeline.contracts import ENTITIES
         from cdf_pipeline.landing.postgres import pull_entity
 
         base = _rss_mb()
         started = time.perf_counter()
-        result = pull_entity(uri, ENTITIES["suppliers"], out, schema=SCHEMA)
+        result = pull_entity(uri, ENTITIES["suppliers"], out, schema=SCHEMA, cursor_column=cursor)
         seconds = time.perf_counter() - started
         rows = result.rows
     else:
@@ -106,12 +145,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suppliers", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--child", choices=("pull", "csv"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("pull", "land", "csv"), help=argparse.SUPPRESS)
     parser.add_argument("--uri", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--cursor", default="xmin", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.uri, args.out)
+        child(args.child, args.uri, args.out, args.cursor)
         return 0
 
     from cdf_generator.api import generate
@@ -127,35 +167,42 @@ def main() -> int:
         )  # fmt: skip
         rows = summary.tenants["bench"]["suppliers"].rows
         print(f"generate --to: {rows} suppliers loaded in {time.perf_counter() - started:.1f} s")
-        runs: dict[str, list[dict[str, float]]] = {"pull": [], "csv": []}
+        # The pull with each cursor kind (a first pull: the whole table, in the cursor's order).
+        measured = {"pull xmin": ("pull", "xmin"), "pull ts": ("pull", "source_timestamp"),
+                    "land xmin": ("land", "xmin"), "csv": ("csv", "")}  # fmt: skip
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in measured}
         for r in range(args.rounds):
-            for kind in ("pull", "csv"):
-                out = work / f"{kind}-{r}.{'parquet' if kind == 'pull' else 'csv'}"
+            for name, (kind, cursor) in measured.items():
+                suffix = {"pull": "parquet", "csv": "csv", "land": "lake"}[kind]
+                out = work / f"{kind}-{r}.{suffix}"
                 cmd = [sys.executable, __file__, "--child", kind, "--uri", server.dsn()]
                 proc = subprocess.run(
-                    [*cmd, "--out", str(out)],
+                    [*cmd, "--out", str(out), "--cursor", cursor or "xmin"],
                     check=True, capture_output=True, text=True, env=os.environ.copy(),
                 )  # fmt: skip
                 run = json.loads(proc.stdout.strip().splitlines()[-1])
-                runs[kind].append(run)
-                out.unlink()
+                runs[name].append(run)
+                if out.is_dir():
+                    shutil.rmtree(out)
+                else:
+                    out.unlink()
                 print(
-                    f"round {r + 1} {kind:<4}: {run['rows']:>9} rows in {run['seconds']:6.2f} s "
+                    f"round {r + 1} {name:<9}: {run['rows']:>9} rows in {run['seconds']:6.2f} s "
                     f"= {run['rows_per_s']:>9,.0f} rows/s, peak RSS {run['peak_rss_mb']:6.0f} MB "
                     f"(after imports {run['rss_after_imports_mb']:.0f} MB), "
                     f"{run['bytes'] / 2**20:.0f} MiB out"
                 )
         ok = True
-        for kind, items in runs.items():
+        dump = statistics.median(x["seconds"] for x in runs["csv"])
+        for name, items in runs.items():
             rate = statistics.median(x["rows_per_s"] for x in items)
             peak = max(x["peak_rss_mb"] for x in items)
-            print(f"{kind:<4} median {rate:,.0f} rows/s, max peak RSS {peak:.0f} MB")
-            if kind == "pull":
-                ok = rate >= TARGET_ROWS_PER_S and peak <= TARGET_PEAK_RSS_MB
+            ratio = statistics.median(x["seconds"] for x in items) / dump
+            print(f"{name:<9} median {rate:,.0f} rows/s, max peak RSS {peak:.0f} MB, "
+                  f"time / csv {ratio:.2f}")  # fmt: skip
+            if name.startswith(("pull", "land")):
+                ok = ok and rate >= TARGET_ROWS_PER_S and peak <= TARGET_PEAK_RSS_MB
                 ok = ok and all(x["rows"] == rows for x in items)
-        pull = statistics.median(x["seconds"] for x in runs["pull"])
-        dump = statistics.median(x["seconds"] for x in runs["csv"])
-        print(f"pull / csv time: {pull / dump:.2f}")
         print("targets (>= 150k rows/s, <= 1.5 GB):", "met" if ok else "MISSED")
         print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}, {os.cpu_count()} cores")
         return 0 if ok else 1

@@ -2,9 +2,10 @@
 
 For each contract (parents first), the rows of ``<landing.postgres_schema>.<entity>`` after the
 cursor of the last landed pull (the manifest's ``cursor``) are pulled into one local Parquet file
-(:func:`~cdf_pipeline.landing.postgres.pull_entity`), which is copied into
-``raw/tenant_id=<t>/entity=<e>/ingest_date=<d>/<sha256>.parquet`` like a landed file
-(:mod:`.copy`: hashed while streamed, then renamed to its content name). Only then is its
+(:func:`~cdf_pipeline.landing.postgres.pull_entity`) that becomes
+``raw/tenant_id=<t>/entity=<e>/ingest_date=<d>/<sha256>.parquet``: written under a temporary name
+in that folder and renamed to its content hash (local raw), or uploaded like a landed file and
+hashed on the way (S3 raw, :mod:`.copy`). Only then is its
 manifest row, with the new cursor, written (by :func:`~cdf_pipeline.landing.land.land_tenant`,
 one commit at the end): a step that dies after the raw write pulls the same rows again next
 time (from the old cursor), and the silver job skips content it already ingested or finds it
@@ -16,6 +17,7 @@ A pull with nothing new writes nothing and records nothing (it counts as already
 from __future__ import annotations
 
 import tempfile
+import uuid
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,10 +29,10 @@ from cdf_pipeline.exceptions import InputError
 from cdf_pipeline.ingest.files import tenant_raw_dir
 from cdf_pipeline.landing import copy
 from cdf_pipeline.landing.manifest import Known, Manifest
-from cdf_pipeline.landing.pg_source import check_uri, first_line
+from cdf_pipeline.landing.pg_source import check_uri
 from cdf_pipeline.landing.postgres import PullResult, pull_entity
 from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, LandedObject
-from cdf_pipeline.storage import Storage, join
+from cdf_pipeline.storage import Storage, first_line, is_s3, join
 
 
 def table_source(uri: str, schema: str, table: str) -> str:
@@ -71,33 +73,50 @@ def land_postgres(
                 tenant, source, cursor or "start", 0, FAILED, entity=entity.name,
                 land_id=land_id, landed_at=now,
             )  # fmt: skip
+            folder = join(raw_dir, f"entity={entity.name}", f"ingest_date={now:%Y-%m-%d}")
+            target = _pull_target(folder, Path(work), entity.name)
             try:
                 pulled = pull_entity(
-                    uri, entity, Path(work) / f"{entity.name}.parquet", cursor=cursor,
+                    uri, entity, target, cursor=cursor,
                     schema=schema, cursor_column=settings.landing.cursor_column,
                 )  # fmt: skip
             except InputError as exc:  # this table only (missing, uncastable): the others go on
+                target.unlink(missing_ok=True)
                 obj.detail = first_line(exc)
                 objects.append(obj)
                 continue
             if pulled.path is None:
+                target.unlink(missing_ok=True)
                 nothing_new += 1
                 continue
-            folder = join(raw_dir, f"entity={entity.name}", f"ingest_date={now:%Y-%m-%d}")
             _into_raw(storage, pulled, folder, obj, known)
             objects.append(obj)
     return objects, nothing_new
 
 
+def _pull_target(folder: str, work: Path, entity: str) -> Path:
+    """Where a pull writes its file: a temporary name in the raw folder itself when raw is local
+    (then a rename gives it its content name: no second copy of the bytes), else a local file
+    that is streamed to S3 afterwards."""
+    if is_s3(folder):
+        return work / f"{entity}.parquet"
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder) / f".landing-{uuid.uuid4().hex}.part"
+
+
 def _into_raw(
     storage: Storage, pulled: PullResult, folder: str, obj: LandedObject, known: Known
 ) -> None:
-    """Copy the pulled file into raw under its content name (hashed on the way); fill in ``obj``."""
+    """Put the pulled file into raw under its content name; fill in ``obj``."""
     assert pulled.path is not None
     obj.size, obj.rows = pulled.path.stat().st_size, pulled.rows
     _note(obj, pulled)
     try:
-        copied = copy.stream_copy(storage, str(pulled.path), folder)
+        if is_s3(folder):  # uploaded, hashed on the way
+            copied = copy.stream_copy(storage, str(pulled.path), folder)
+        else:  # already in the folder: hashed where it lies
+            sha = storage.sha256(str(pulled.path))
+            copied = copy.Copied(sha, obj.size, str(pulled.path))
         obj.sha256 = copied.sha256
         if copied.sha256 in known.hashes:  # the same rows were landed before (a retried step)
             copy.discard(storage, copied)

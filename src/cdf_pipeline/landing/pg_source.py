@@ -107,7 +107,7 @@ def connect(uri: str) -> Connection:
 
 def connect_error(uri: str, exc: BaseException) -> CdfError:
     """The one-line error of a failed connection: what happened and what to do."""
-    text = first_line(exc)
+    text = server_message(exc)
     low = text.lower()
     at = where(uri)
     if any(s in low for s in _AUTH):
@@ -127,10 +127,10 @@ def connect_error(uri: str, exc: BaseException) -> CdfError:
 
 def query_error(what: str, exc: BaseException) -> InputError:
     """A failed statement as one line (the server's message, without ADBC's query echo)."""
-    return InputError(f"PostgreSQL {what} failed: {first_line(exc)}")
+    return InputError(f"PostgreSQL {what} failed: {server_message(exc)}")
 
 
-def first_line(exc: BaseException) -> str:
+def server_message(exc: BaseException) -> str:
     """The server's message of an ADBC/libpq error, scrubbed of the password if it ever showed."""
     text = str(exc)
     for marker in ("ERROR:  ", "FATAL:  ", "failed: "):
