@@ -31,7 +31,7 @@ from cdf_pipeline.landing.land import LandSummary, land_tenant
 from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, UNMATCHED
 from cdf_pipeline.landing.spark_manifest import SparkManifest
 from cdf_pipeline.pipeline.silver import run_tenant
-from cdf_pipeline.storage import Storage, s3_config
+from cdf_pipeline.storage import S3Config, Storage, s3_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -346,3 +346,29 @@ def test_a_link_leaving_the_landing_zone_is_reported_and_never_read(
     (obj,) = summary.objects
     assert "not followed" in (obj.detail or "") and obj.sha256 is None
     assert not list((Path(settings.raw_uri)).rglob("*.parquet"))
+
+
+def test_generate_to_an_s3_landing_prefix_writes_customer_named_files(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    storage = Storage(S3Config(endpoint=s3_endpoint, region="us-east-1", path_style=True))
+    summary = generate(
+        [TENANT], 300, 300, seed=9, root_uri=str(tmp_path / "root"),
+        landing_uri=f"s3://{bucket}/drop", storage=storage,
+    )  # fmt: skip
+
+    keys = sorted(
+        o["Key"]
+        for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket=bucket)[
+            "Contents"
+        ]
+    )
+    assert keys == sorted(f"drop/{TENANT}/{e}/{e}_2026-01-01_batch1.parquet" for e in ENTITIES)
+    assert sorted(summary.files) == [f"s3://{bucket}/{k}" for k in keys]
+    # The labels name each file by its content hash: the raw name it gets when it lands.
+    for entity in ENTITIES:
+        label = tmp_path / "root" / "labels" / f"tenant_id={TENANT}" / f"entity={entity}"
+        source = pq.read_table(label / "batch=1" / "labels.parquet").column("source_file")
+        uri = f"s3://{bucket}/drop/{TENANT}/{entity}/{entity}_2026-01-01_batch1.parquet"
+        with storage.open(uri) as f:
+            assert set(source.to_pylist()) == {f"{sha(f.read())}.parquet"}
