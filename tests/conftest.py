@@ -130,6 +130,23 @@ def s3_endpoint() -> Iterator[str]:
                 os.environ[k] = v
 
 
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One throwaway PostgreSQL for the test session (``servers/postgres.py``); each test keeps
+    to its own schemas, catalogs or databases on it."""
+    from servers.postgres import start_postgres, stop_postgres
+
+    try:
+        server = start_postgres(tmp_path_factory.mktemp("pg"))
+    except (RuntimeError, OSError) as exc:
+        require(False, f"a throwaway PostgreSQL could not start: {exc}")
+        raise
+    try:
+        yield server
+    finally:
+        stop_postgres(server)
+
+
 def make_lake(spark: Any, root: Path) -> Any:
     """Settings of a fresh lakehouse under ``root`` with its own Iceberg catalog on ``spark``.
 

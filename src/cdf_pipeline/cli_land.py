@@ -18,7 +18,7 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         "raw/tenant_id=<t>/entity=<e>/ingest_date=<d>/ as an exact copy named by its SHA-256, and "
         "record each file in the landing manifest (ops.landed_files). The entity comes from the "
         "file's path (a folder or file name starting with the entity's name; see "
-        "docs/operations.md). Files already landed are not read again; the same bytes under "
+        "docs/landing.md). Files already landed are not read again; the same bytes under "
         "another name land nothing; files that match no entity are reported and left alone. "
         "From a postgresql:// zone, each entity's new rows (after the cursor in the manifest) are "
         "pulled into one Parquet file instead (docs/landing.md). "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cli_env, free_port, require
-from servers.postgres import PostgresServer, start_postgres, stop_postgres
+from servers.postgres import PostgresServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.catalogs]
 
@@ -109,17 +109,6 @@ def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    try:
-        server = start_postgres(tmp_path_factory.mktemp("pg"))
-    except (RuntimeError, OSError) as exc:
-        require(False, f"a throwaway PostgreSQL could not start: {exc}")
-        raise
-    yield server
-    stop_postgres(server)
 
 
 def closed_endpoint() -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import cli_env, require
-from servers.postgres import PostgresServer, start_postgres, stop_postgres
+from servers.postgres import PostgresServer
 from servers.rest_catalog import RestCatalogServer, start_rest_catalog, stop_rest_catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.catalogs, pytest.mark.s3]
@@ -117,20 +117,6 @@ def rest_server(
         yield server, bucket
     finally:
         stop_rest_catalog(server)
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    base = tmp_path_factory.mktemp("pg")
-    try:
-        server = start_postgres(base)
-    except (RuntimeError, OSError) as exc:
-        require(False, f"a throwaway PostgreSQL could not start: {exc}")
-        raise
-    try:
-        yield server
-    finally:
-        stop_postgres(server)
 
 
 def glue_deployment(s3_endpoint: str) -> Deployment:

@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import free_port, require
-from servers.postgres import PostgresServer, start_postgres, stop_postgres
+from conftest import free_port
+from servers.postgres import PostgresServer
 
 from cdf_generator.api import build_tables, generate
 from cdf_pipeline.cli import main
@@ -36,30 +35,17 @@ SIZES = {"suppliers": 1200, "parts": 1000}
 AS_OF = dt.date.today() - dt.timedelta(days=30)
 
 
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    try:
-        server = start_postgres(tmp_path_factory.mktemp("pg"))
-    except (RuntimeError, OSError) as exc:
-        require(False, f"a throwaway PostgreSQL could not start: {exc}")
-        raise
-    try:
-        yield server
-    finally:
-        stop_postgres(server)
-
-
 @pytest.fixture
-def uri(pg: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
+def uri(postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """The password-less URI; libpq finds the password in PGPASSWORD, as in production."""
-    for key, value in pg.env().items():
+    for key, value in postgres.env().items():
         monkeypatch.setenv(key, value)
-    return pg.dsn()
+    return postgres.dsn()
 
 
-def sql(pg: PostgresServer, *statements: str) -> list[Any]:
+def sql(postgres: PostgresServer, *statements: str) -> list[Any]:
     """Run statements through a second client (psycopg2); the last one's rows, if any."""
-    with psycopg2.connect(pg.dsn(with_password=True)) as conn, conn.cursor() as cur:
+    with psycopg2.connect(postgres.dsn(with_password=True)) as conn, conn.cursor() as cur:
         for statement in statements:
             cur.execute(statement)
         return cur.fetchall() if cur.description else []
@@ -126,7 +112,7 @@ def test_a_pull_with_nothing_new_writes_nothing(uri: str, tmp_path: Path) -> Non
 
 
 def test_incremental_pull_takes_exactly_the_inserted_and_updated_rows(
-    pg: PostgresServer, uri: str, tmp_path: Path
+    postgres: PostgresServer, uri: str, tmp_path: Path
 ) -> None:
     load(uri, tmp_path, "incr")
     first = pull(uri, tmp_path / "1.parquet", "incr")
@@ -135,7 +121,7 @@ def test_incremental_pull_takes_exactly_the_inserted_and_updated_rows(
     updated = clean.column("supplier_id").to_pylist()[:5]
     ids = ", ".join(f"'{k}'" for k in updated)
     sql(
-        pg,
+        postgres,
         f"UPDATE incr.suppliers SET legal_name = 'Renamed ' || supplier_id, "
         f"source_timestamp = now() - interval '1 minute' WHERE supplier_id IN ({ids})",
         "INSERT INTO incr.suppliers SELECT * FROM incr.suppliers WHERE supplier_id = "
@@ -221,11 +207,13 @@ def test_an_xmin_cursor_takes_every_write_of_a_change_batch(uri: str, tmp_path: 
     assert after.rows == 0 and after.path is None
 
 
-def test_the_same_rows_give_the_same_bytes(pg: PostgresServer, uri: str, tmp_path: Path) -> None:
+def test_the_same_rows_give_the_same_bytes(
+    postgres: PostgresServer, uri: str, tmp_path: Path
+) -> None:
     load(uri, tmp_path, "det")
     # The same rows in another physical order, in another schema.
     sql(
-        pg,
+        postgres,
         "CREATE SCHEMA det2",
         "CREATE TABLE det2.suppliers AS SELECT * FROM det.suppliers ORDER BY md5(legal_name || "
         "coalesce(supplier_id, ''))",
@@ -239,16 +227,16 @@ def test_the_same_rows_give_the_same_bytes(pg: PostgresServer, uri: str, tmp_pat
 
 
 def test_null_and_future_cursor_rows_are_taken_first_then_counted(
-    pg: PostgresServer, uri: str, tmp_path: Path
+    postgres: PostgresServer, uri: str, tmp_path: Path
 ) -> None:
     load(uri, tmp_path, "nul")
     sql(
-        pg,
+        postgres,
         "UPDATE nul.suppliers SET source_timestamp = NULL WHERE supplier_id IN "
         "(SELECT supplier_id FROM nul.suppliers ORDER BY supplier_id LIMIT 3)",
     )
     nulls, future = sql(
-        pg,
+        postgres,
         "SELECT count(*) FILTER (WHERE source_timestamp IS NULL), "
         "count(*) FILTER (WHERE source_timestamp > now()) FROM nul.suppliers",
     )[0]
@@ -262,11 +250,11 @@ def test_null_and_future_cursor_rows_are_taken_first_then_counted(
 
 
 def test_drift_and_unrepresentable_values_are_reported(
-    pg: PostgresServer, uri: str, tmp_path: Path
+    postgres: PostgresServer, uri: str, tmp_path: Path
 ) -> None:
     load(uri, tmp_path, "drift")
     sql(
-        pg,
+        postgres,
         "ALTER TABLE drift.suppliers DROP COLUMN dba_name",
         "ALTER TABLE drift.suppliers ADD COLUMN internal_note TEXT",
         "UPDATE drift.suppliers SET geo_coords = '\"somewhere\"' WHERE supplier_id = "
@@ -286,13 +274,13 @@ def test_drift_and_unrepresentable_values_are_reported(
 
 
 def test_generate_to_postgres_from_the_cli(
-    pg: PostgresServer, uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    postgres: PostgresServer, uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["generate", "--tenants", "acme,globex", "--suppliers", "300", "--parts", "200",
             "--root", str(tmp_path), "--to", uri, "--json"]  # fmt: skip
     assert main([*args, "--pg-schema", "cli_{tenant}"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    counts = sql(pg, "SELECT count(*) FROM cli_globex.parts")[0][0]
+    counts = sql(postgres, "SELECT count(*) FROM cli_globex.parts")[0][0]
     assert counts == summary["tenants"]["globex"]["parts"]["rows"]
     labels = pq.read_table(tmp_path / "labels/tenant_id=globex/entity=parts/batch=1/labels.parquet")
     assert labels.num_rows == summary["tenants"]["globex"]["parts"]["anomalies"] > 0
@@ -306,43 +294,47 @@ def test_generate_to_postgres_from_the_cli(
 # --- errors: one clear line, never the password ------------------------------------------------
 
 
-def assert_secret_free(pg: PostgresServer, text: str) -> None:
-    assert pg.password not in text and "wrong-" not in text
+def assert_secret_free(postgres: PostgresServer, text: str) -> None:
+    assert postgres.password not in text and "wrong-" not in text
 
 
 def test_wrong_password_is_a_config_error_without_the_password(
-    pg: PostgresServer,
+    postgres: PostgresServer,
     uri: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("PGPASSWORD", "wrong-" + pg.password[:6])
+    monkeypatch.setenv("PGPASSWORD", "wrong-" + postgres.password[:6])
     caplog.set_level(logging.DEBUG)
     with pytest.raises(ConfigError) as err:
         pull(uri, tmp_path / "x.parquet", "landing")
     message = str(err.value)
     assert "rejected the login" in message and "PGPASSWORD" in message and "\n" not in message
-    assert_secret_free(pg, message + caplog.text)
+    assert_secret_free(postgres, message + caplog.text)
 
 
 def test_the_password_can_come_from_a_pgpass_file(
-    pg: PostgresServer, uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    postgres: PostgresServer, uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     load(uri, tmp_path, "pass")
     passfile = tmp_path / "pgpass"
-    passfile.write_text(f"{pg.host}:{pg.port}:{pg.database}:{pg.user}:{pg.password}\n")
+    passfile.write_text(
+        f"{postgres.host}:{postgres.port}:{postgres.database}:{postgres.user}:{postgres.password}\n"
+    )
     passfile.chmod(0o600)  # libpq ignores a pgpass file others can read
     monkeypatch.delenv("PGPASSWORD")
     monkeypatch.setenv("PGPASSFILE", str(passfile))
     assert pull(uri, tmp_path / "x.parquet", "pass").rows == expected("suppliers").num_rows
 
 
-def test_a_uri_with_a_password_is_refused_unechoed(pg: PostgresServer, tmp_path: Path) -> None:
+def test_a_uri_with_a_password_is_refused_unechoed(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
     with pytest.raises(ConfigError) as err:
-        pull(pg.dsn(with_password=True), tmp_path / "x.parquet", "landing")
+        pull(postgres.dsn(with_password=True), tmp_path / "x.parquet", "landing")
     assert "credential" in str(err.value)
-    assert_secret_free(pg, str(err.value))
+    assert_secret_free(postgres, str(err.value))
 
 
 def test_an_unreachable_server_says_so(tmp_path: Path) -> None:
@@ -351,10 +343,14 @@ def test_an_unreachable_server_says_so(tmp_path: Path) -> None:
 
 
 def test_missing_schema_table_and_cursor_column(
-    pg: PostgresServer, uri: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    postgres: PostgresServer, uri: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    sql(pg, "CREATE SCHEMA IF NOT EXISTS half", "CREATE TABLE half.suppliers (supplier_id TEXT)")
+    sql(
+        postgres,
+        "CREATE SCHEMA IF NOT EXISTS half",
+        "CREATE TABLE half.suppliers (supplier_id TEXT)",
+    )
     dest = tmp_path / "x.parquet"
     with pytest.raises(ConfigError, match="schema 'nowhere' does not exist"):
         pull(uri, dest, "nowhere")
@@ -365,11 +361,11 @@ def test_missing_schema_table_and_cursor_column(
     with pytest.raises(ConfigError, match="not an orderable column"):
         pull(uri, dest, "half", cursor_column="geo_coords")
     assert not dest.exists()
-    assert_secret_free(pg, caplog.text)
+    assert_secret_free(postgres, caplog.text)
 
 
 def test_cli_errors_exit_2_on_one_line(
-    pg: PostgresServer,
+    postgres: PostgresServer,
     uri: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -380,4 +376,4 @@ def test_cli_errors_exit_2_on_one_line(
                  "--root", str(tmp_path), "--to", uri])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and "rejected the login" in err and len(err.splitlines()) == 1
-    assert_secret_free(pg, err)
+    assert_secret_free(postgres, err)

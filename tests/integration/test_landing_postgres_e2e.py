@@ -8,17 +8,16 @@ client (psycopg2), and from the run records' own accounting; never from the pull
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg2
 import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
-from conftest import require
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from servers.postgres import PostgresServer, start_postgres, stop_postgres
+from servers.postgres import PostgresServer
 from test_silver_job import expected_codes, labels, quarantined_codes
 
 from cdf_generator.api import generate
@@ -38,26 +37,13 @@ ROWS = 800
 AS_OF = dt.date.today() - dt.timedelta(days=30)  # every clean timestamp is in the past
 
 
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    try:
-        server = start_postgres(tmp_path_factory.mktemp("pg"))
-    except (RuntimeError, OSError) as exc:
-        require(False, f"a throwaway PostgreSQL could not start: {exc}")
-        raise
-    try:
-        yield server
-    finally:
-        stop_postgres(server)
-
-
 @pytest.fixture
 def settings(
-    pg: PostgresServer, lake: Settings, monkeypatch: pytest.MonkeyPatch, request: Any
+    postgres: PostgresServer, lake: Settings, monkeypatch: pytest.MonkeyPatch, request: Any
 ) -> Settings:
     """``lake`` with the tenant's landing zone in PostgreSQL (password from PGPASSWORD); the
     cursor column from the test's ``cursor`` mark (default: the configuration's, xmin)."""
-    monkeypatch.setenv("PGPASSWORD", pg.password)
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
     schema = f"e2e_{lake.catalog.name}_{{tenant}}"
     mark = request.node.get_closest_marker("cursor")
     cursor = {"cursor_column": mark.args[0]} if mark else {}
@@ -66,7 +52,7 @@ def settings(
         overrides={
             "root": lake.root,
             "catalog": {"name": lake.catalog.name},
-            "landing": {"uri": pg.dsn(), "postgres_schema": schema, **cursor},
+            "landing": {"uri": postgres.dsn(), "postgres_schema": schema, **cursor},
         },
     )
 
@@ -82,9 +68,9 @@ def load(settings: Settings, batch: int) -> None:
     )  # fmt: skip
 
 
-def sql(pg: PostgresServer, *statements: str) -> list[Any]:
+def sql(postgres: PostgresServer, *statements: str) -> list[Any]:
     """Run statements through a second client (psycopg2); the last one's rows, if any."""
-    with psycopg2.connect(pg.dsn(with_password=True)) as conn, conn.cursor() as cur:
+    with psycopg2.connect(postgres.dsn(with_password=True)) as conn, conn.cursor() as cur:
         for statement in statements:
             cur.execute(statement)
         return cur.fetchall() if cur.description else []
@@ -116,7 +102,7 @@ def balanced(counts: S.EntityCounts) -> bool:
 
 
 def test_postgres_landing_to_silver_incremental_and_idempotent(
-    spark: SparkSession, settings: Settings, pg: PostgresServer
+    spark: SparkSession, settings: Settings, postgres: PostgresServer
 ) -> None:
     load(settings, 1)
 
@@ -166,7 +152,7 @@ def test_postgres_landing_to_silver_incremental_and_idempotent(
 
 @pytest.mark.cursor("source_timestamp")  # the other cursor kind, end to end
 def test_a_crash_between_raw_and_manifest_loses_and_doubles_nothing(
-    spark: SparkSession, settings: Settings, pg: PostgresServer
+    spark: SparkSession, settings: Settings, postgres: PostgresServer
 ) -> None:
     load(settings, 1)
     land(spark, settings)
@@ -179,16 +165,18 @@ def test_a_crash_between_raw_and_manifest_loses_and_doubles_nothing(
         f"UPDATE {schema}.suppliers SET legal_name = 'Renamed ' || supplier_id, "
         "source_timestamp = now() - interval '1 minute' WHERE supplier_id IN ({})"
     )
-    sql(pg, touch.format(", ".join(f"'{k}'" for k in keys[:3])))
+    sql(postgres, touch.format(", ".join(f"'{k}'" for k in keys[:3])))
     with pytest.raises(RuntimeError, match="killed"):
         land(spark, settings, CrashAfterRaw)
     # More changes before the rerun: it pulls the old ones again with the new ones.
-    sql(pg, touch.format(", ".join(f"'{k}'" for k in keys[3:])))
+    sql(postgres, touch.format(", ".join(f"'{k}'" for k in keys[3:])))
     rerun = land(spark, settings)
     run = run_tenant(spark, settings, TENANT)
 
     assert run.status == S.SUCCEEDED
-    held = sql(pg, f"SELECT count(*) FROM {schema}.suppliers WHERE legal_name LIKE 'Renamed %'")
+    held = sql(
+        postgres, f"SELECT count(*) FROM {schema}.suppliers WHERE legal_name LIKE 'Renamed %'"
+    )
     assert next(o.rows for o in rerun.objects if o.entity == "suppliers") == held[0][0] >= 5
     rows = silver_rows(spark, settings, "suppliers")
     assert rows.count() == before  # no key lost or doubled
