@@ -52,7 +52,7 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 def cmd_land(args: argparse.Namespace) -> int:
     from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
-    from cdf_pipeline.landing.land import ARCHIVE, land_tenant
+    from cdf_pipeline.landing.land import ARCHIVE, land_tenant, plan_landing
     from cdf_pipeline.landing.spark_manifest import SparkManifest
     from cdf_pipeline.preflight import check_run
     from cdf_pipeline.spark import build_session
@@ -61,6 +61,9 @@ def cmd_land(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     after = ARCHIVE if args.archive_to else args.after_land
     with telemetry.stage("cdf.land", **{telemetry.TENANT: args.tenant}):
+        # Both before Spark starts: a wrong source or setting costs a second, not a JVM.
+        plan_landing(settings, args.tenant, source=args.source, after_land=after,
+                     archive_uri=args.archive_to)  # fmt: skip
         check_run(settings, storage_for(settings), create_root=True)
         spark = build_session(settings, app_name=f"cdf-land-{args.tenant}")
         try:

@@ -132,6 +132,51 @@ def land_tenant(
     tenant = validate_tenant_id(tenant)
     now = now or datetime.now(timezone.utc)
     started = time.monotonic()
+    plan = plan_landing(settings, tenant, source=source, after_land=after_land,
+                        archive_uri=archive_uri)  # fmt: skip
+    source, after, archive = plan.source, plan.after, plan.archive
+    summary = LandSummary(tenant, f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}", source)
+    storage = storage_for(settings)
+    if source.startswith(("postgresql://", "postgres://")):
+        # Cursor pulls; their manifest rows (with the new cursors) are recorded below, after
+        # every raw file is durable.
+        summary.objects, summary.already_seen = land_postgres(
+            ledger, settings, storage, tenant, source, summary.land_id, now
+        )
+        ledger.record(summary.objects)
+        summary.seconds = time.monotonic() - started
+        return summary
+    lander = _FileLander(storage, settings, tenant, source, summary, now)
+    lander.known = ledger.known(tenant)
+    lander.run(only, after, archive)
+    ledger.record(summary.objects)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+@dataclass(frozen=True)
+class LandingPlan:
+    """Where one landing step reads and what it does with a landed file afterwards."""
+
+    source: str
+    after: str
+    archive: str | None
+
+
+def plan_landing(
+    settings: Settings,
+    tenant: str,
+    *,
+    source: str | None = None,
+    after_land: str | None = None,
+    archive_uri: str | None = None,
+) -> LandingPlan:
+    """The step's source and release policy, checked before anything starts (Spark included):
+    no credential in a URI, an archive where one is needed, a source that exists.
+
+    Raises:
+        ConfigError: what is wrong and how to fix it (the CLI's exit 2).
+    """
     source = source or settings.landing_uri(tenant)
     for where, uri in (("landing zone", source), ("archive", archive_uri or "")):
         if carries_credential(uri):
@@ -149,24 +194,9 @@ def land_tenant(
             f"the archive {archive} must be on the same storage as the landing zone {source} "
             "(both S3 or both local)"
         )
-    summary = LandSummary(tenant, f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}", source)
-    storage = storage_for(settings)
-    if source.startswith(("postgresql://", "postgres://")):
-        # Cursor pulls; their manifest rows (with the new cursors) are recorded below, after
-        # every raw file is durable.
-        summary.objects, summary.already_seen = land_postgres(
-            ledger, settings, storage, tenant, source, summary.land_id, now
-        )
-        ledger.record(summary.objects)
-        summary.seconds = time.monotonic() - started
-        return summary
-    _check_source(storage, source)
-    lander = _FileLander(storage, settings, tenant, source, summary, now)
-    lander.known = ledger.known(tenant)
-    lander.run(only, after, archive)
-    ledger.record(summary.objects)
-    summary.seconds = time.monotonic() - started
-    return summary
+    if not source.startswith(("postgresql://", "postgres://")):
+        _check_source(storage_for(settings), source)
+    return LandingPlan(source, after, archive)
 
 
 def _check_source(storage: Storage, source: str) -> None:
