@@ -136,6 +136,11 @@ def pull_entity(
             # The ORDER BY sorts the pulled rows; more memory than the 4 MB default keeps a
             # first pull's sort from spilling in many small runs (this transaction only).
             cur.execute(f"SET LOCAL work_mem = '{SORT_MEMORY}'")
+            # An unsorted (xmin) pull reads the heap from its first page, in one backend: a
+            # synchronized scan may start mid-table and parallel workers interleave their rows,
+            # and either would give the same rows other bytes.
+            cur.execute("SET LOCAL synchronize_seqscans = off")
+            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             columns = _columns(cur, schema, table)
             fields = _check_columns(entity, columns, name, cursor_column)
             arrow_schema = pg_arrow.contract_schema(entity, [f.name for f in fields])
