@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cdf_pipeline import telemetry
-from cdf_pipeline.cli_run import add_common, settings_from_args
+from cdf_pipeline.cli_run import add_common, report, settings_from_args
 
 
 def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
@@ -79,8 +78,5 @@ def cmd_land(args: argparse.Namespace) -> int:
             )
         finally:
             spark.stop()
-    telemetry.finish()  # before printing: an export error must not follow the last line
-    print(summary.format(), file=sys.stderr if args.json else sys.stdout)
-    if args.json:
-        print(summary.to_json(), flush=True)
+    report(summary.format(), summary.to_json(), as_json=args.json)
     return summary.exit_code

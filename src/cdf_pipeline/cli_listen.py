@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from cdf_pipeline import telemetry
+from cdf_pipeline.cli_run import report
 from cdf_pipeline.config import PROFILES, load_settings
 from cdf_pipeline.landing.listen import (
     DEFAULT_MAX_RECEIVES,
@@ -137,10 +137,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
         visibility=args.visibility, retry_after=args.retry_after,
     )  # fmt: skip
 
-    def on_batch(report: BatchReport) -> None:
-        print(report.format(), file=sys.stderr, flush=True)
+    def on_batch(batch: BatchReport) -> None:
+        print(batch.format(), file=sys.stderr, flush=True)
         if args.json:
-            print(json_line(report.to_dict()), flush=True)
+            print(json_line(batch.to_dict()), flush=True)
 
     stopper = Stopper()
     spark = build_session(settings, app_name="cdf-listen")
@@ -154,10 +154,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         )  # fmt: skip
     finally:
         spark.stop()
-    telemetry.finish()  # before printing: an export error must not follow the last line
-    print(summary.format(), file=sys.stderr if args.json else sys.stdout)
-    if args.json:
-        print(summary.to_json(), flush=True)
+    report(summary.format(), summary.to_json(), as_json=args.json)
     return summary.exit_code
 
 

@@ -68,6 +68,16 @@ def register(subs: argparse._SubParsersAction) -> None:
     runs.set_defaults(func=cmd_runs)
 
 
+def report(text: str, json_line: str, *, as_json: bool) -> None:
+    """A command's summary: for a person on stdout, or on stderr with ``json_line`` last on stdout
+    (``--json``: spark-submit merges the driver's stderr into stdout, so the JSON must be last).
+    Telemetry is flushed first: an export error must not follow the last line."""
+    telemetry.finish()
+    print(text, file=sys.stderr if as_json else sys.stdout)
+    if as_json:
+        print(json_line, flush=True)
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {"root": args.root} if args.root else {}
     return load_settings(args.profile, tenant=args.tenant, overrides=overrides)
@@ -126,10 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if watched:
             telemetry.on_stage(None)
             sys.stderr.write("\r\033[K")
-    telemetry.finish()  # before printing: an export error must not follow the last line
-    print(format_summary(summary), file=sys.stderr if args.json else sys.stdout)
-    if args.json:
-        print(summary.to_json(), flush=True)
+    report(format_summary(summary), summary.to_json(), as_json=args.json)
     return summary.exit_code
 
 
