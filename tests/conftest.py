@@ -147,20 +147,23 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         stop_postgres(server)
 
 
-def make_lake(spark: Any, root: Path) -> Any:
+def make_lake(spark: Any, root: Path, *, tenant: str | None = None, **catalog: Any) -> Any:
     """Settings of a fresh lakehouse under ``root`` with its own Iceberg catalog on ``spark``.
 
-    The catalog is registered at runtime under a unique name, so tests never see each other's
-    tables while sharing one session.
+    The catalog is registered at runtime under a unique name, with the options a job would
+    build it with (the embedded default: a SQLite catalog in ``root/catalog.db``), so tests never
+    see each other's tables while sharing one session. ``catalog`` overrides catalog settings.
     """
     from cdf_pipeline.config import load_settings
+    from cdf_pipeline.spark import catalog_options
 
     name = f"t{uuid.uuid4().hex[:12]}"
-    prefix = f"spark.sql.catalog.{name}"
-    spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
-    spark.conf.set(f"{prefix}.type", "hadoop")
-    spark.conf.set(f"{prefix}.warehouse", str(root / "warehouse"))
-    return load_settings("local", overrides={"root": str(root), "catalog": {"name": name}})
+    settings = load_settings(
+        "local", tenant=tenant, overrides={"root": str(root), "catalog": {"name": name, **catalog}}
+    )
+    for key, value in catalog_options(settings).items():
+        spark.conf.set(key, value)
+    return settings
 
 
 @pytest.fixture

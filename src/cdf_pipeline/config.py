@@ -30,9 +30,12 @@ from pydantic_settings import (
 )
 
 from cdf_pipeline.exceptions import ConfigError
+from cdf_pipeline.locations import is_s3
 from cdf_pipeline.tenants import validate_tenant_id
 
 PROFILES = ("local", "docker", "aws", "jdbc")
+#: Iceberg's JDBC catalog in a SQLite file: the embedded default's catalog.
+SQLITE_JDBC_PREFIX = "jdbc:sqlite:"
 
 
 _URI_SECRET = re.compile(r"//[^/@]*:[^/@]*@|[?&;](password|secret|token)=", re.IGNORECASE)
@@ -77,10 +80,12 @@ class _Section(BaseModel):
 class CatalogSettings(_Section):
     """Where the Iceberg tables are catalogued."""
 
-    type: Literal["hadoop", "jdbc", "rest", "glue"] = "hadoop"
+    type: Literal["hadoop", "jdbc", "rest", "glue"] = "jdbc"
     name: str = "cdf"
     warehouse: str = "{root}/warehouse"
-    uri: str | None = None
+    #: The catalog service or database: ``jdbc:sqlite:{root}/catalog.db`` (the embedded
+    #: default), ``jdbc:postgresql://host/db``, or a REST catalog's ``http(s)://`` address.
+    uri: str | None = "jdbc:sqlite:{root}/catalog.db"
     #: Put before every namespace (``silver`` -> ``<prefix>silver``), so two deployments can
     #: share one catalog (a Glue account): Glue databases are flat and account-wide.
     namespace_prefix: str = Field("", pattern=r"^[a-z0-9_]*$")
@@ -256,6 +261,28 @@ class Settings(BaseSettings):
     @property
     def warehouse_uri(self) -> str:
         return self.path(self.catalog.warehouse)
+
+    @property
+    def catalog_uri(self) -> str | None:
+        """``catalog.uri`` with ``{root}`` expanded; a SQLite file's path made absolute, since
+        the JVM and pyiceberg must open the same file whatever their working folder."""
+        uri = self.catalog.uri
+        if uri is None:
+            return None
+        uri = self.path(uri)
+        file = uri.removeprefix(SQLITE_JDBC_PREFIX)
+        if file != uri and not is_s3(file):
+            return SQLITE_JDBC_PREFIX + str(Path(file).absolute())
+        return uri
+
+    @property
+    def sqlite_catalog_path(self) -> Path | None:
+        """The local SQLite file holding the catalog, when it is one (the embedded default)."""
+        uri = self.catalog_uri
+        if self.catalog.type != "jdbc" or not uri or not uri.startswith(SQLITE_JDBC_PREFIX):
+            return None
+        file = uri.removeprefix(SQLITE_JDBC_PREFIX)
+        return None if is_s3(file) else Path(file)
 
     def landing_uri(self, tenant: str) -> str:
         """The tenant's landing zone (``{root}`` and ``{tenant}`` expanded)."""

@@ -1,6 +1,7 @@
 """The JVM jars Spark needs, pinned by Maven coordinates in one place, and their resolution.
 
-Each profile needs a different set: the embedded default only the Iceberg Spark runtime, S3
+Each profile needs a different set: the embedded default the Iceberg Spark runtime and the SQLite
+driver of its catalog, S3
 locations add Hadoop's S3A connector (raw files) and Iceberg's AWS bundle (S3FileIO, Glue), the
 JDBC catalog on PostgreSQL adds the driver. Only what a profile uses is resolved, so a local run
 never downloads the AWS SDK.
@@ -88,7 +89,14 @@ POSTGRES_JDBC = Jar(
     "42.7.4",
     "the PostgreSQL driver for Iceberg's JDBC catalog",
 )
-ALL_JARS = (ICEBERG_RUNTIME, ICEBERG_AWS, HADOOP_AWS, POSTGRES_JDBC)
+SQLITE_JDBC = Jar(
+    "org.xerial",
+    "sqlite-jdbc",
+    # One jar, no dependencies, SQLite's native library inside for Linux, macOS and Windows.
+    "3.51.1.0",
+    "the SQLite driver for the embedded default's catalog (Iceberg's JDBC catalog in a file)",
+)
+ALL_JARS = (ICEBERG_RUNTIME, ICEBERG_AWS, HADOOP_AWS, POSTGRES_JDBC, SQLITE_JDBC)
 
 
 def needed(
@@ -102,6 +110,8 @@ def needed(
         jars.append(HADOOP_AWS)
     if catalog_type == "jdbc" and (catalog_uri or "").startswith("jdbc:postgresql:"):
         jars.append(POSTGRES_JDBC)
+    if catalog_type == "jdbc" and (catalog_uri or "").startswith("jdbc:sqlite:"):
+        jars.append(SQLITE_JDBC)
     return jars
 
 

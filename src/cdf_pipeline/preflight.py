@@ -15,8 +15,9 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cdf_pipeline.config import Settings
+from cdf_pipeline.config import SQLITE_JDBC_PREFIX, Settings
 from cdf_pipeline.exceptions import ConfigError, InputError
+from cdf_pipeline.lakehouse.migrate import require_migrated
 from cdf_pipeline.storage import Storage, is_s3
 
 _TIMEOUT_S = 5.0
@@ -35,6 +36,14 @@ def check_run(settings: Settings, storage: Storage, *, create_root: bool = False
             f"root {settings.root} does not exist: check --root / CDF_ROOT, create data there "
             "with 'cdf generate', or pass --create-root to start an empty lakehouse"
         )
+    sqlite = (settings.catalog_uri or "").removeprefix(SQLITE_JDBC_PREFIX)
+    if settings.catalog.type == "jdbc" and is_s3(sqlite):
+        raise ConfigError(
+            f"the {settings.profile} profile keeps its catalog in a SQLite file under the root, "
+            f"which cannot live on S3 ({sqlite}); use --profile aws, docker or jdbc for an s3:// "
+            "root, or set catalog.uri to a local jdbc:sqlite: file"
+        )
+    require_migrated(settings)
     if settings.catalog.type == "hadoop" and is_s3(settings.warehouse_uri):
         raise ConfigError(
             f"the {settings.profile} profile keeps tables with Iceberg's hadoop catalog on local "

@@ -35,6 +35,10 @@ _CATALOG_IMPL = {
     "glue": "org.apache.iceberg.aws.glue.GlueCatalog",
 }
 _S3_FILE_IO = "org.apache.iceberg.aws.s3.S3FileIO"
+#: The SQLite driver's connection settings for a catalog several processes write at once:
+#: write-ahead logging lets readers go on during a commit, and a writer that finds the file
+#: locked waits (up to 60 s) instead of failing at once with SQLITE_BUSY.
+SQLITE_OPTIONS = {"jdbc.journal_mode": "WAL", "jdbc.busy_timeout": "60000"}
 _AWS_V1_DEFAULT_CHAIN = "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"
 #: The masters Spark accepts (checked before a JVM starts, so a typo is one line, not a trace).
 _MASTER = re.compile(
@@ -51,10 +55,10 @@ def tables_on_s3(settings: Settings) -> bool:
 
 
 def needed_jars(settings: Settings) -> list[jars.Jar]:
-    """The jars this configuration needs (the embedded default: the Iceberg runtime only)."""
+    """The jars this configuration needs (the embedded default: the Iceberg runtime and SQLite)."""
     return jars.needed(
         catalog_type=settings.catalog.type,
-        catalog_uri=settings.catalog.uri,
+        catalog_uri=settings.catalog_uri,
         s3_tables=tables_on_s3(settings),
         s3_files=is_s3(settings.raw_uri),
     )
@@ -132,12 +136,15 @@ def catalog_options(settings: Settings) -> dict[str, str]:
     if not is_s3(warehouse):
         warehouse = str(Path(warehouse).resolve())
     opts[f"{prefix}.warehouse"] = warehouse
-    if cat.uri:
-        opts[f"{prefix}.uri"] = cat.uri
+    uri = settings.catalog_uri
+    if uri and cat.type in ("jdbc", "rest"):
+        opts[f"{prefix}.uri"] = uri
     if tables_on_s3(settings):
         for key, value in s3_file_io_options(s3_config(settings)).items():
             opts[f"{prefix}.{key}"] = value
-    if cat.type == "jdbc":
+    if settings.sqlite_catalog_path is not None:
+        opts.update({f"{prefix}.{k}": v for k, v in SQLITE_OPTIONS.items()})
+    elif cat.type == "jdbc":
         opts.update({f"{prefix}.{k}": v for k, v in jdbc_login_options().items()})
     for key, value in cat.properties.items():
         opts[f"{prefix}.{key}"] = value

@@ -28,11 +28,11 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 
 from cdf_pipeline.exceptions import ConfigError, InputError
+from cdf_pipeline.locations import S3_SCHEMES, is_s3
 
 if TYPE_CHECKING:
     from cdf_pipeline.config import Settings
 
-S3_SCHEMES = ("s3://", "s3a://")
 _CHUNK = 1 << 20
 #: Seconds before an unreachable S3 endpoint is reported (pyarrow's default waits minutes).
 _CONNECT_TIMEOUT_S = 5.0
@@ -79,10 +79,6 @@ class FileEntry:
     uri: str
     size: int
     mtime_ns: int
-
-
-def is_s3(uri: str) -> bool:
-    return uri.startswith(S3_SCHEMES)
 
 
 def spark_uri(uri: str) -> str:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +25,13 @@ from typing import IO
 
 import pytest
 from chispa import assert_df_equality
+from conftest import make_lake
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
-from cdf_pipeline.config import Settings, load_settings
+from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.pipeline.silver import run_tenant
 
@@ -55,20 +55,12 @@ KILL_AT = re.compile(r"cdf_pipeline\.telemetry: stage append took")
 
 
 def _attach_catalog(spark: SparkSession, root: Path) -> Settings:
-    """Register a hadoop catalog for ``root``'s warehouse on the shared session; its settings.
+    """Register ``root``'s catalog on the shared session; its settings.
 
     ``cache-enabled=false``: another process writes these tables between our reads, and Iceberg's
     caching catalog would otherwise serve table metadata up to 30 s old.
     """
-    name = f"crash_{uuid.uuid4().hex[:10]}"
-    prefix = f"spark.sql.catalog.{name}"
-    spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
-    spark.conf.set(f"{prefix}.type", "hadoop")
-    spark.conf.set(f"{prefix}.warehouse", str(root / "warehouse"))
-    spark.conf.set(f"{prefix}.cache-enabled", "false")
-    return load_settings(
-        "local", tenant=TENANT, overrides={"root": str(root), "catalog": {"name": name}}
-    )
+    return make_lake(spark, root, tenant=TENANT, properties={"cache-enabled": "false"})
 
 
 def _generate(root: Path, batch: int) -> list[str]:

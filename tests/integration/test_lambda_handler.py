@@ -188,5 +188,14 @@ def test_missing_manifest_table_says_how_to_create_it(
 def test_hadoop_catalog_is_not_a_lambda_deployment(tmp_path: Path) -> None:
     from cdf_pipeline.landing.iceberg_manifest import catalog_properties
 
+    hadoop = {"root": str(tmp_path), "catalog": {"type": "hadoop"}}
     with pytest.raises(ConfigError, match="cannot share: deploy the handler with a glue"):
-        catalog_properties(load_settings("local", overrides={"root": str(tmp_path)}))
+        catalog_properties(load_settings("local", overrides=hadoop))
+
+
+def test_the_embedded_sqlite_catalog_is_read_by_pyiceberg_sql(tmp_path: Path) -> None:
+    from cdf_pipeline.landing.iceberg_manifest import catalog_properties
+
+    props = catalog_properties(load_settings("local", overrides={"root": str(tmp_path)}))
+    assert props["type"] == "sql"
+    assert props["uri"] == f"sqlite:///{tmp_path.absolute()}/catalog.db"

@@ -46,7 +46,7 @@ def test_every_profile_loads(profile: str) -> None:
     settings = load(profile)
     assert settings.profile == profile
     assert settings.tenant is None
-    expected_catalog = {"local": "hadoop", "docker": "rest", "aws": "glue", "jdbc": "jdbc"}[profile]
+    expected_catalog = {"local": "jdbc", "docker": "rest", "aws": "glue", "jdbc": "jdbc"}[profile]
     assert settings.catalog.type == expected_catalog
 
 
@@ -127,7 +127,8 @@ def test_env_values_take_the_type_of_their_key() -> None:
     )
     assert settings.spark.shuffle_partitions == 2
     assert settings.storage.s3_path_style is True
-    assert settings.catalog.properties == {"client_region": "eu-west-1"}
+    assert settings.catalog.properties["client_region"] == "eu-west-1"
+    assert settings.catalog.properties["jdbc.schema-version"] == "V1"  # the profile's, kept
     assert settings.telemetry.traces_exporter == "jsonl"
     assert settings.spark.master == "local[4]"
     with pytest.raises(ValidationError, match="frozen"):
@@ -203,7 +204,14 @@ def test_tenant_lists_are_validated_and_deduplicated() -> None:
 @pytest.mark.parametrize(
     ("profile", "catalog_options"),
     [
-        ("local", {f"{CATALOG}.type": "hadoop"}),
+        (
+            "local",
+            {
+                f"{CATALOG}.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
+                f"{CATALOG}.jdbc.journal_mode": "WAL",
+                f"{CATALOG}.jdbc.busy_timeout": "60000",
+            },
+        ),
         (
             "docker",
             {
@@ -247,8 +255,8 @@ def test_every_profile_builds_session_options(
         assert opts[key] == value, key
     if local_root:
         assert opts[f"{CATALOG}.warehouse"] == str(tmp_path / "warehouse")
-    if profile == "local":
-        assert f"{CATALOG}.catalog-impl" not in opts
+    if profile == "local":  # the catalog's SQLite file under the root, whatever the cwd
+        assert opts[f"{CATALOG}.uri"] == f"jdbc:sqlite:{tmp_path}/catalog.db"
 
 
 JOB_PARAMS = [pytest.param(p, id=p.name) for p in JOB_FILES]

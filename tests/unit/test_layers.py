@@ -21,6 +21,7 @@ RANK = {
     "cdf_pipeline.exceptions": 0,
     "cdf_pipeline.contracts": 1,
     "cdf_pipeline.tenants": 1,
+    "cdf_pipeline.locations": 0,
     "cdf_pipeline.config": 1,
     "cdf_pipeline.storage": 2,
     # The PostgreSQL landing source: contracts and exceptions only, so the generator can load a
@@ -48,6 +49,7 @@ RANK = {
     "cdf_pipeline.cli_run": 6,
     "cdf_pipeline.cli_land": 6,
     "cdf_pipeline.cli_listen": 6,
+    "cdf_pipeline.cli_migrate": 6,
     "cdf_pipeline.demo": 6,
     "cdf_pipeline.cli": 7,
     "cdf_pipeline": 0,  # the package's __init__: only __version__

@@ -46,9 +46,9 @@ def test_endpoint_and_region_come_from_the_standard_aws_variables_first() -> Non
         S3Config.resolve(endpoint="minio:9000", environ={})
 
 
-def test_local_profile_needs_only_the_iceberg_runtime(tmp_path: Path) -> None:
+def test_local_profile_needs_only_the_iceberg_runtime_and_sqlite(tmp_path: Path) -> None:
     local = needed_jars(_settings("local", root=str(tmp_path)))
-    assert local == [jars.ICEBERG_RUNTIME]
+    assert local == [jars.ICEBERG_RUNTIME, jars.SQLITE_JDBC]
     aws = needed_jars(_settings("aws"))
     assert set(aws) == {jars.ICEBERG_RUNTIME, jars.ICEBERG_AWS, jars.HADOOP_AWS}
     docker = needed_jars(_settings("docker"))

@@ -6,7 +6,7 @@ jobs (``ensure_tables`` creates it with its partitioning and properties): this m
 and appends, and a missing table is a deployment step not yet done, said so.
 
 Catalogs: ``glue`` (the aws profile), ``rest`` and ``jdbc`` (pyiceberg's SQL catalog on the same
-PostgreSQL database, which needs ``pip install 'pyiceberg[sql-postgres]'``). The ``hadoop``
+PostgreSQL database or SQLite file; ``pip install 'pyiceberg[sql-postgres]'``). The ``hadoop``
 catalog keeps its metadata in a local folder of the machine running Spark, which a Lambda
 function cannot share: it is refused.
 """
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from cdf_pipeline.config import Settings
+from cdf_pipeline.config import SQLITE_JDBC_PREFIX, Settings
 from cdf_pipeline.exceptions import ConfigError
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.landing.manifest import Known
@@ -92,13 +92,16 @@ def catalog_properties(
         raise ConfigError(f"catalog.uri is not set for the {cat.type} catalog")
     if cat.type == "rest":
         return {**props, "type": "rest", "uri": cat.uri}
-    return {**props, "type": "sql", "uri": _sqlalchemy_url(cat.uri, env)}
+    return {**props, "type": "sql", "uri": _sqlalchemy_url(settings.catalog_uri or cat.uri, env)}
 
 
 def _sqlalchemy_url(jdbc: str, env: Mapping[str, str]) -> str:
-    """``jdbc:postgresql://host:port/db`` as SQLAlchemy's URL, login from PGUSER/PGPASSWORD."""
+    """``jdbc:postgresql://host:port/db`` as SQLAlchemy's URL, login from PGUSER/PGPASSWORD;
+    ``jdbc:sqlite:/path`` (the embedded default's catalog) as ``sqlite:////path``."""
     from urllib.parse import quote
 
+    if jdbc.startswith(SQLITE_JDBC_PREFIX):
+        return "sqlite:///" + jdbc.removeprefix(SQLITE_JDBC_PREFIX)
     if not jdbc.startswith("jdbc:postgresql://"):
         raise ConfigError(f"catalog.uri {jdbc!r}: only jdbc:postgresql:// catalogs are supported")
     parts = urlsplit(jdbc.removeprefix("jdbc:"))
