@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from cdf_pipeline import telemetry
 from cdf_pipeline.config import PROFILES, Settings, load_settings
+from cdf_pipeline.exceptions import CdfError
 from cdf_pipeline.run_record import COUNT_KEYS, RunSummary, format_summary
 from cdf_pipeline.tenants import parse_tenant_list
 
@@ -62,7 +63,7 @@ def register(subs: argparse._SubParsersAction) -> None:
     which = run.add_mutually_exclusive_group(required=True)
     which.add_argument("--tenant", help="tenant id (lowercase identifier, e.g. acme)")
     which.add_argument(
-        "--tenants", type=parse_tenant_list, metavar="A,B,C", help="these tenants, in one app"
+        "--tenants", type=_tenant_list, metavar="A,B,C", help="these tenants, in one app"
     )
     which.add_argument(
         "--all-tenants",
@@ -100,6 +101,13 @@ def register(subs: argparse._SubParsersAction) -> None:
     add_common(runs)
     runs.add_argument("--limit", type=int, default=20, help="how many runs to show (default 20)")
     runs.set_defaults(func=cmd_runs)
+
+
+def _tenant_list(text: str) -> list[str]:
+    try:
+        return parse_tenant_list(text)
+    except CdfError as exc:  # argparse turns this into one line and exit code 2
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> int:

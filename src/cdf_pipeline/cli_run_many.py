@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 
@@ -16,6 +17,8 @@ from cdf_pipeline import telemetry
 from cdf_pipeline.cli_run import report, settings_from_args
 from cdf_pipeline.config import Settings
 from cdf_pipeline.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 def tenants_of(args: argparse.Namespace, settings: Settings) -> list[str]:
@@ -48,7 +51,13 @@ def run_many(args: argparse.Namespace) -> int:
 
     def settings_of(tenant: str) -> Settings:
         if tenant not in cache:
-            cache[tenant] = settings_from_args(args, tenant)
+            cache[tenant] = own = settings_from_args(args, tenant)
+            if (own.spark, own.catalog) != (base.spark, base.catalog):
+                logger.warning(
+                    "tenant %s: its own spark and catalog settings (%s) do not apply in a shared "
+                    "application; run it alone with --tenant to use them",
+                    tenant, own.tenant_file,
+                )  # fmt: skip
         return cache[tenant]
 
     out = sys.stderr if args.json else sys.stdout

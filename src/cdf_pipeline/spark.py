@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
-#: Warnings and errors only, without three expected warnings (see the file).
+#: Warnings and errors only, without five expected warnings (see the file).
 _LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
 _CATALOG_IMPL = {
     "jdbc": "org.apache.iceberg.jdbc.JdbcCatalog",

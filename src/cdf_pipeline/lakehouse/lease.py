@@ -161,7 +161,7 @@ def store_for(settings: Settings) -> LeaseStore:
             return _sqlite_store(settings.sqlite_catalog_path)
         catalog = settings.catalog_uri or ""
         if settings.catalog.type == "jdbc" and catalog.startswith("jdbc:postgresql://"):
-            return _postgres_store(catalog.removeprefix("jdbc:").split("?", 1)[0])
+            return _postgres_store(catalog.removeprefix("jdbc:"))
         return _sqlite_store(_default_file())
     uri = settings.path(uri).removeprefix("jdbc:")
     if uri.startswith(("postgresql://", "postgres://")):
@@ -181,7 +181,7 @@ def scope_of(settings: Settings) -> str:
 
 
 def new_owner(purpose: str) -> str:
-    """``host:pid:random``, so a person reading a BUSY message can find the holder."""
+    """``host:pid:purpose:random``, so a person reading a BUSY message can find the holder."""
     return f"{socket.gethostname()}:{os.getpid()}:{purpose}:{uuid.uuid4().hex[:8]}"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
@@ -45,7 +45,7 @@ def run_tenants(
         ensure_tables(spark, TableNames.of(settings_of(tenants[0])))
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="tenant") as pool:
         futures = [pool.submit(_one, spark, settings_of, t, wait) for t in tenants]
-        for future in futures:
+        for future in as_completed(futures):
             yield future.result()
 
 
