@@ -123,6 +123,11 @@ class SparkSettings(_Section):
     #: foreign-key check and audit, so the children's references are never shuffled.
     broadcast_max_parent_keys: int = Field(2_000_000, ge=0)
     log_level: str = "WARN"
+    #: Extra options for a driver JVM the job starts (not one spark-submit already started), e.g.
+    #: ``-XX:TieredStopAtLevel=1``: the JIT's first tier only, which makes a short run of a small
+    #: tenant in a cold process cost far less CPU (the test suite uses it); leave it off for big
+    #: loads, whose hot loops want the optimising tier.
+    driver_java_options: str = ""
     conf: dict[str, str] = Field(default_factory=dict)
 
 

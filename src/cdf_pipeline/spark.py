@@ -188,7 +188,10 @@ def session_options(
         "spark.sql.legacy.timeParserPolicy": "CORRECTED",
         "spark.sql.iceberg.handle-timestamp-without-timezone": "true",
         # Applies to JVMs PySpark launches (not to one spark-submit already started).
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={_LOG4J2_CONFIG.as_uri()}",
+        "spark.driver.extraJavaOptions": (
+            f"-Dlog4j2.configurationFile={_LOG4J2_CONFIG.as_uri()} "
+            f"{settings.spark.driver_java_options}"
+        ).strip(),
     }
     if with_jars:
         opts.update(jar_options(settings))

@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 TENANT = "crash"
 SUPPLIERS, PARTS, SEED = 2000, 2000, 7
-LEASE_TTL_S = 20
+LEASE_TTL_S = 30
 RUN_TIMEOUT_S = 1200  # generous: only reached if a child hangs (CI runs take well under a minute)
 
 # Values that name the run or the wall-clock time of a write: they differ between A and B.
@@ -83,7 +83,7 @@ def _child_env() -> dict[str, str]:
         PYSPARK_DRIVER_PYTHON=sys.executable,
         CDF__SPARK__SHUFFLE_PARTITIONS="2",  # as the test session, which runs root B
         CDF__SPARK__DRIVER_MEMORY="1g",
-        # A killed run's tenant lease blocks reruns until it expires: 20 s, not the default 60.
+        # A killed run's tenant lease blocks reruns until it expires: 30 s, not the default 60.
         CDF__LEASE__TTL_SECONDS=str(LEASE_TTL_S),
         SPARK_LOCAL_IP="127.0.0.1",  # loopback only
     )
@@ -229,6 +229,9 @@ def test_killed_publish_then_rerun_equals_one_clean_run(
     before = _snapshot_counts(spark, a)
     code = _kill_during_publish(root_a, tmp_path / "killed.log")
     assert code == -signal.SIGKILL
+    # The killed run's lease outlives it until it expires: a run now is BUSY and touches nothing.
+    busy = run_tenant(spark, a, TENANT)
+    assert busy.status == S.BUSY and "holds its lease" in busy.message, busy.message
     after_kill = _snapshot_counts(spark, a)
     # The kill landed after publishing began (quarantine and a silver append committed) and
     # before the run was recorded: the state a rerun has to repair.
@@ -237,10 +240,6 @@ def test_killed_publish_then_rerun_equals_one_clean_run(
     assert sum(after_kill[f"silver.{e}"] - before[f"silver.{e}"] for e in ENTITIES) >= 1
     assert _runs(spark, a) == [S.SUCCEEDED]
 
-    # The killed run's lease outlives it until it expires: a run now is BUSY and touches nothing.
-    busy = run_tenant(spark, a, TENANT)
-    assert busy.status == S.BUSY and "holds its lease" in busy.message, busy.message
-    assert _snapshot_counts(spark, a) == after_kill
     # Asked to wait, the rerun takes the lease over once it has expired.
     rerun = subprocess.run(
         [*_cdf_run(root_a), "--wait", str(3 * LEASE_TTL_S)], env=_child_env(),

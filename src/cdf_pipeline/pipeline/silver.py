@@ -164,7 +164,7 @@ def _run_leased(
         raise
     except Exception as exc:
         run.status = S.FAILED
-        run.message = f"{type(exc).__name__} during the run; see the job log"
+        run.message = f"{type(exc).__name__} during the run ({java_root_cause(exc)[:300]})"
         run.seconds = time.monotonic() - started
         record_exception(span, exc)
         _record_failure(spark, names, run, now)
