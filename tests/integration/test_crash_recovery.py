@@ -25,7 +25,7 @@ from typing import IO
 
 import pytest
 from chispa import assert_df_equality
-from conftest import make_lake
+from conftest import TEST_JVM_OPTIONS, make_lake
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -75,8 +75,9 @@ def _run_in_process(spark: SparkSession, lake: Settings) -> S.RunSummary:
     return run
 
 
-def _child_env() -> dict[str, str]:
-    """The test's environment without CDF overrides, plus a small Spark like the test session's."""
+def _child_env(catalog: str) -> dict[str, str]:
+    """The test's environment without CDF overrides, plus a small Spark like the test session's
+    and the catalog name this test reads with: the SQLite catalog keys its tables by it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDF__") and k != "CDF_ROOT"}
     env.update(
         PYSPARK_PYTHON=sys.executable,
@@ -86,6 +87,8 @@ def _child_env() -> dict[str, str]:
         # A killed run's tenant lease blocks reruns until it expires: 30 s, not the default 60.
         CDF__LEASE__TTL_SECONDS=str(LEASE_TTL_S),
         SPARK_LOCAL_IP="127.0.0.1",  # loopback only
+        CDF__CATALOG__NAME=catalog,
+        CDF__SPARK__DRIVER_JAVA_OPTIONS=TEST_JVM_OPTIONS,
     )
     return env
 
@@ -135,12 +138,12 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _kill_during_publish(root: Path, log: Path) -> int:
+def _kill_during_publish(root: Path, catalog: str, log: Path) -> int:
     """Start ``cdf -v run`` and SIGKILL its process group at ``KILL_AT``; the child's exit code."""
     tail: deque[str] = deque(maxlen=40)
     with log.open("w") as out:
         proc = subprocess.Popen(
-            _cdf_run(root), env=_child_env(), stdout=out, stderr=subprocess.PIPE, text=True,
+            _cdf_run(root), env=_child_env(catalog), stdout=out, stderr=subprocess.PIPE, text=True,
             start_new_session=True,  # its own process group: the Spark JVM and workers join it
         )  # fmt: skip
         assert proc.stderr is not None
@@ -227,7 +230,7 @@ def test_killed_publish_then_rerun_equals_one_clean_run(
 
     # A: batch 2 killed mid-publish, then the same command again.
     before = _snapshot_counts(spark, a)
-    code = _kill_during_publish(root_a, tmp_path / "killed.log")
+    code = _kill_during_publish(root_a, a.catalog.name, tmp_path / "killed.log")
     assert code == -signal.SIGKILL
     # The killed run's lease outlives it until it expires: a run now is BUSY and touches nothing.
     busy = run_tenant(spark, a, TENANT)
@@ -242,7 +245,7 @@ def test_killed_publish_then_rerun_equals_one_clean_run(
 
     # Asked to wait, the rerun takes the lease over once it has expired.
     rerun = subprocess.run(
-        [*_cdf_run(root_a), "--wait", str(3 * LEASE_TTL_S)], env=_child_env(),
+        [*_cdf_run(root_a), "--wait", str(3 * LEASE_TTL_S)], env=_child_env(a.catalog.name),
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr[-5000:]

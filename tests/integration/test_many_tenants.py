@@ -217,8 +217,12 @@ def test_ten_tenants_on_the_jdbc_catalog_in_postgresql_via_spark_submit(
         proc = subprocess.run(
             submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
         )
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        *tenants, total = _last_json(proc.stdout)
+        lines = _last_json(proc.stdout)
+        failed = {
+            s["tenant"]: s["message"] for s in lines if s.get("status", S.SUCCEEDED) != S.SUCCEEDED
+        }
+        assert proc.returncode == 0, f"{failed}\n{proc.stderr[-3000:]}"
+        *tenants, total = lines
         assert total["total"] and total["statuses"] == {S.SUCCEEDED: len(TENANTS)}
         assert sorted(s["tenant"] for s in tenants) == TENANTS
         for s in tenants:
