@@ -7,6 +7,7 @@ import json
 
 from cdf_pipeline.cli_run import report
 from cdf_pipeline.config import PROFILES, load_settings
+from cdf_pipeline.exceptions import ConfigError
 
 
 def register(subs: argparse._SubParsersAction) -> None:
@@ -33,6 +34,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from cdf_pipeline.spark import build_session
 
     settings = load_settings(args.profile, overrides={"root": args.root} if args.root else {})
+    if settings.sqlite_catalog_path is None:
+        raise ConfigError(
+            f"the {settings.profile} profile's catalog is {settings.catalog.type} "
+            f"({settings.catalog_uri or 'no uri'}), not the embedded SQLite catalog: "
+            "migrate-catalog moves a local lakehouse made by cdf-pipeline 0.1 only"
+        )
     if not unmigrated(settings):
         text = f"nothing to migrate under {settings.root}: every table is in {settings.catalog_uri}"
         report(text, json.dumps({"registered": []}), as_json=args.json)

@@ -15,14 +15,19 @@ from typing import Any, TextIO
 
 from cdf_pipeline import telemetry
 from cdf_pipeline.config import PROFILES, Settings, load_settings
+from cdf_pipeline.exceptions import CdfError
 from cdf_pipeline.run_record import COUNT_KEYS, RunSummary, format_summary
+from cdf_pipeline.tenants import parse_tenant_list
 
 logger = logging.getLogger(__name__)
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    """Options every Spark sub-command takes."""
-    p.add_argument("--tenant", required=True, help="tenant id (lowercase identifier, e.g. acme)")
+def add_common(p: argparse.ArgumentParser, *, tenant: bool = True) -> None:
+    """Options every Spark sub-command takes (``tenant=False``: the command adds its own)."""
+    if tenant:
+        p.add_argument(
+            "--tenant", required=True, help="tenant id (lowercase identifier, e.g. acme)"
+        )
     p.add_argument(
         "--profile",
         default="local",
@@ -42,15 +47,45 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def register(subs: argparse._SubParsersAction) -> None:
     run = subs.add_parser(
         "run",
-        help="run the silver job for one tenant",
+        help="run the silver job for one tenant, several, or all of them",
         description="Read the tenant's new raw files, validate them against the contracts, "
         "enforce primary and foreign keys, quarantine what fails with reasons, audit, and MERGE "
         "the rest into the Iceberg silver tables. Files already ingested are skipped, so running "
-        "twice changes nothing. Exit code: 0 on success or nothing to do, 1 when a file failed "
-        "or an audit stopped the publish, 2 on bad arguments or configuration (an unreachable "
-        "endpoint, bad credentials, a missing root) or an unknown tenant.",
+        "twice changes nothing. A run holds its tenant's lease: a second run of the same tenant "
+        "started meanwhile does nothing and says BUSY (or waits, with --wait). With --tenants or "
+        "--all-tenants one Spark application runs --parallel tenants at a time, each with its "
+        "own summary (--json: one line per tenant, then a total). Exit code: 0 on success or "
+        "nothing to do, 1 when a file failed, an audit stopped the publish or a run failed, 2 "
+        "on bad arguments or configuration (an unreachable endpoint, bad credentials, a missing "
+        "root) or an unknown tenant, 3 when the tenant was busy (another run held its lease). "
+        "Several tenants: the worst of theirs, in that order (1, 2, 3).",
     )
-    add_common(run)
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tenant", help="tenant id (lowercase identifier, e.g. acme)")
+    which.add_argument(
+        "--tenants", type=_tenant_list, metavar="A,B,C", help="these tenants, in one app"
+    )
+    which.add_argument(
+        "--all-tenants",
+        action="store_true",
+        help="every tenant with a tenant_id=<t> folder under the raw root, in one app",
+    )
+    add_common(run, tenant=False)
+    run.add_argument(
+        "--parallel",
+        type=_positive,
+        default=2,
+        metavar="N",
+        help="with --tenants/--all-tenants: tenant runs at a time (default 2); each has its own "
+        "scheduler pool, so a big tenant does not hold the small ones back",
+    )
+    run.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="when another run holds a tenant's lease, wait up to this long for it instead of "
+        "exiting BUSY (3) at once",
+    )
     run.add_argument(
         "--create-root",
         action="store_true",
@@ -68,6 +103,20 @@ def register(subs: argparse._SubParsersAction) -> None:
     runs.set_defaults(func=cmd_runs)
 
 
+def _tenant_list(text: str) -> list[str]:
+    try:
+        return parse_tenant_list(text)
+    except CdfError as exc:  # argparse turns this into one line and exit code 2
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def report(text: str, json_line: str, *, as_json: bool) -> None:
     """A command's summary: for a person on stdout, or on stderr with ``json_line`` last on stdout
     (``--json``: spark-submit merges the driver's stderr into stdout, so the JSON must be last).
@@ -78,12 +127,15 @@ def report(text: str, json_line: str, *, as_json: bool) -> None:
         print(json_line, flush=True)
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace, tenant: str | None = None) -> Settings:
     overrides: dict[str, Any] = {"root": args.root} if args.root else {}
-    return load_settings(args.profile, tenant=args.tenant, overrides=overrides)
+    tenant = tenant or getattr(args, "tenant", None)
+    return load_settings(args.profile, tenant=tenant, overrides=overrides)
 
 
-def run_silver(settings: Settings, tenant: str, *, create_root: bool = False) -> RunSummary:
+def run_silver(
+    settings: Settings, tenant: str, *, create_root: bool = False, wait: float | None = None
+) -> RunSummary:
     """Build the session, run one tenant, stop the session, return the summary (the one path
     for every caller).
 
@@ -102,7 +154,7 @@ def run_silver(settings: Settings, tenant: str, *, create_root: bool = False) ->
         with telemetry.stage("spark_session"):
             spark = build_session(settings, app_name=f"cdf-silver-{tenant}")
         try:
-            summary = run_tenant(spark, settings, tenant)
+            summary = run_tenant(spark, settings, tenant, wait=wait)
         finally:
             spark.stop()
         telemetry.set_attributes(
@@ -126,12 +178,16 @@ def _progress(stream: TextIO) -> Callable[[str, Mapping[str, Any]], None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.tenant is None:
+        from cdf_pipeline.cli_run_many import run_many
+
+        return run_many(args)
     settings = settings_from_args(args)
     watched = sys.stderr.isatty() and not args.json
     if watched:  # quiet under --json and when not a terminal (logs, schedulers, CI)
         telemetry.on_stage(_progress(sys.stderr))
     try:
-        summary = run_silver(settings, args.tenant, create_root=args.create_root)
+        summary = run_silver(settings, args.tenant, create_root=args.create_root, wait=args.wait)
     finally:
         if watched:
             telemetry.on_stage(None)

@@ -180,6 +180,25 @@ class LandingSettings(_Section):
         return patterns
 
 
+class LeaseSettings(_Section):
+    """The tenant lease: one run (or maintenance) of a tenant at a time, however many processes.
+
+    A holder renews its lease every quarter of ``ttl_seconds``; a holder that was killed stops
+    renewing, and its lease can be taken over once it has expired.
+    """
+
+    #: Where leases are kept: ``None`` (default) puts them in the JDBC catalog's own database
+    #: (the embedded default's SQLite file, or PostgreSQL); other catalogs (Glue, REST) need a
+    #: ``postgresql://user@host/db`` or ``sqlite:/path`` here, or use a SQLite file in the user's
+    #: cache folder, which only guards runs on this machine.
+    uri: str | None = None
+    ttl_seconds: float = Field(60.0, ge=1.0)
+    #: With ``--wait``: how often a waiting run asks again.
+    poll_seconds: float = Field(2.0, gt=0)
+
+    _uri_ok = field_validator("uri")(_no_credentials)
+
+
 class QualitySettings(_Section):
     """Rules the contract leaves to the operator."""
 
@@ -224,6 +243,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     quality: QualitySettings = QualitySettings()
     landing: LandingSettings = LandingSettings()
+    lease: LeaseSettings = LeaseSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
 
     _root_ok = field_validator("root")(_no_credentials_in_location)

@@ -88,7 +88,7 @@ def _demo(root: Path, rows: int) -> int:
     print(f"   {len(gen.files)} raw files in {gen.seconds:.1f} s")
 
     settings = load_settings("local", overrides={"root": str(root)})
-    print("== 2. starting Spark (local, Iceberg hadoop catalog under the root)")
+    print("== 2. starting Spark (local, Iceberg catalog in a SQLite file under the root)")
     spark = build_session(settings, app_name="cdf-demo")
     print("== 3. first run of the silver job, per tenant")
     failed = _run_each(spark, settings)

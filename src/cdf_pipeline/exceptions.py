@@ -21,3 +21,25 @@ class ContractError(CdfError, ValueError):
 
 class InputError(CdfError):
     """An input file or destination cannot be read or written."""
+
+
+class TenantBusy(CdfError):
+    """Another live run (or maintenance) holds the tenant's lease."""
+
+    def __init__(self, message: str, *, owner: str, purpose: str, expires_in: float) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.purpose = purpose
+        self.expires_in = expires_in
+
+
+class LeaseLost(CdfError):
+    """The run's lease expired or was taken over before it published: it must not publish."""
+
+
+class RunFailed(CdfError):
+    """A tenant run failed after it started; ``summary`` is its (recorded) run summary."""
+
+    def __init__(self, message: str, summary: object) -> None:
+        super().__init__(message)
+        self.summary = summary

@@ -31,6 +31,9 @@ PARTIAL = "SUCCEEDED_WITH_ERRORS"  # some files failed; the others were publishe
 AUDIT_FAILED = "AUDIT_FAILED"
 NOTHING_NEW = "NOTHING_NEW"
 UNKNOWN_TENANT = "UNKNOWN_TENANT"
+BUSY = "BUSY"  # another run held the tenant's lease: nothing was read or written
+#: Exit code of a run that found its tenant busy: neither success nor bad data; try later.
+EXIT_BUSY = 3
 FAILED = "FAILED"
 
 
@@ -116,9 +119,12 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         """0 done (or nothing new), 1 bad data (a file failed, an audit held the publish),
-        2 an unknown tenant: a typo is a usage error a scheduler must not show as green."""
+        2 an unknown tenant: a typo is a usage error a scheduler must not show as green,
+        3 busy: another run of the tenant was under way (retry later, or ``--wait``)."""
         if self.status in (SUCCEEDED, NOTHING_NEW):
             return 0
+        if self.status == BUSY:
+            return EXIT_BUSY
         return 2 if self.status == UNKNOWN_TENANT else 1
 
     def row(self) -> dict[str, Any]:

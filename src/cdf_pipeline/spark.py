@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from cdf_pipeline import jars
 from cdf_pipeline.config import Settings
 from cdf_pipeline.exceptions import ConfigError
+from cdf_pipeline.lakehouse import sqlite_catalog
 from cdf_pipeline.storage import S3Config, is_s3, s3_config
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
-#: Warnings and errors only, without three expected warnings (see the file).
+#: Warnings and errors only, without five expected warnings (see the file).
 _LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
 _CATALOG_IMPL = {
     "jdbc": "org.apache.iceberg.jdbc.JdbcCatalog",
@@ -36,9 +37,15 @@ _CATALOG_IMPL = {
 }
 _S3_FILE_IO = "org.apache.iceberg.aws.s3.S3FileIO"
 #: The SQLite driver's connection settings for a catalog several processes write at once:
-#: write-ahead logging lets readers go on during a commit, and a writer that finds the file
-#: locked waits (up to 60 s) instead of failing at once with SQLITE_BUSY.
-SQLITE_OPTIONS = {"jdbc.journal_mode": "WAL", "jdbc.busy_timeout": "60000"}
+#: write-ahead logging lets readers go on during a commit; a transaction takes the write lock when
+#: it begins (IMMEDIATE), so a commit never reads a snapshot that another writer then outdates
+#: (SQLITE_BUSY_SNAPSHOT, which no waiting cures); and a writer that finds the lock taken waits
+#: up to 60 s instead of failing at once with SQLITE_BUSY.
+SQLITE_OPTIONS = {
+    "jdbc.journal_mode": "WAL",
+    "jdbc.transaction_mode": "IMMEDIATE",
+    "jdbc.busy_timeout": "60000",
+}
 _AWS_V1_DEFAULT_CHAIN = "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"
 #: The masters Spark accepts (checked before a JVM starts, so a typo is one line, not a trace).
 _MASTER = re.compile(
@@ -142,12 +149,13 @@ def catalog_options(settings: Settings) -> dict[str, str]:
     if tables_on_s3(settings):
         for key, value in s3_file_io_options(s3_config(settings)).items():
             opts[f"{prefix}.{key}"] = value
-    if settings.sqlite_catalog_path is not None:
-        opts.update({f"{prefix}.{k}": v for k, v in SQLITE_OPTIONS.items()})
-    elif cat.type == "jdbc":
+    if cat.type == "jdbc" and settings.sqlite_catalog_path is None:
         opts.update({f"{prefix}.{k}": v for k, v in jdbc_login_options().items()})
     for key, value in cat.properties.items():
         opts[f"{prefix}.{key}"] = value
+    if settings.sqlite_catalog_path is not None:  # its tables made before Spark starts
+        sqlite = {**SQLITE_OPTIONS, **sqlite_catalog.CATALOG_PROPERTIES}
+        opts.update({f"{prefix}.{k}": v for k, v in sqlite.items()})
     return opts
 
 
@@ -166,6 +174,9 @@ def session_options(
         "spark.sql.defaultCatalog": settings.catalog.name,
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
+        # Tenant runs in threads of one application each take a pool of their own (pipeline/
+        # many.py): fair shares between pools, so one big tenant does not starve the rest.
+        "spark.scheduler.mode": "FAIR",
         # Validation builds very wide expression trees; inferring constraints over them makes
         # planning slow and, once a plan joins a frame with itself, exhausts the driver heap.
         "spark.sql.constraintPropagation.enabled": "false",
@@ -277,6 +288,8 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
     # Under spark-submit --packages/--jars the classes are there: resolve nothing ourselves.
     preloaded = submitted and _submitted_with_iceberg()
     options = session_options(settings, app_name, with_jars=not preloaded)
+    if settings.sqlite_catalog_path is not None:
+        sqlite_catalog.ensure_catalog_file(settings.sqlite_catalog_path)
     if submitted and not preloaded:
         _load_jars_into_running_jvm(options["spark.jars"])
     if submitted:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 
 from cdf_pipeline.exceptions import ConfigError, InputError
-from cdf_pipeline.locations import S3_SCHEMES, is_s3
+from cdf_pipeline.locations import is_s3
 
 if TYPE_CHECKING:
     from cdf_pipeline.config import Settings

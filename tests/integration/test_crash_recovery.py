@@ -39,6 +39,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 TENANT = "crash"
 SUPPLIERS, PARTS, SEED = 2000, 2000, 7
+LEASE_TTL_S = 20
 RUN_TIMEOUT_S = 1200  # generous: only reached if a child hangs (CI runs take well under a minute)
 
 # Values that name the run or the wall-clock time of a write: they differ between A and B.
@@ -82,6 +83,8 @@ def _child_env() -> dict[str, str]:
         PYSPARK_DRIVER_PYTHON=sys.executable,
         CDF__SPARK__SHUFFLE_PARTITIONS="2",  # as the test session, which runs root B
         CDF__SPARK__DRIVER_MEMORY="1g",
+        # A killed run's tenant lease blocks reruns until it expires: 20 s, not the default 60.
+        CDF__LEASE__TTL_SECONDS=str(LEASE_TTL_S),
         SPARK_LOCAL_IP="127.0.0.1",  # loopback only
     )
     return env
@@ -234,9 +237,15 @@ def test_killed_publish_then_rerun_equals_one_clean_run(
     assert sum(after_kill[f"silver.{e}"] - before[f"silver.{e}"] for e in ENTITIES) >= 1
     assert _runs(spark, a) == [S.SUCCEEDED]
 
+    # The killed run's lease outlives it until it expires: a run now is BUSY and touches nothing.
+    busy = run_tenant(spark, a, TENANT)
+    assert busy.status == S.BUSY and "holds its lease" in busy.message, busy.message
+    assert _snapshot_counts(spark, a) == after_kill
+    # Asked to wait, the rerun takes the lease over once it has expired.
     rerun = subprocess.run(
-        _cdf_run(root_a), env=_child_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT_S
-    )
+        [*_cdf_run(root_a), "--wait", str(3 * LEASE_TTL_S)], env=_child_env(),
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr[-5000:]
     assert S.SUCCEEDED in rerun.stdout
     assert _runs(spark, a) == [S.SUCCEEDED, S.SUCCEEDED]

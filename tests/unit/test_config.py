@@ -127,8 +127,7 @@ def test_env_values_take_the_type_of_their_key() -> None:
     )
     assert settings.spark.shuffle_partitions == 2
     assert settings.storage.s3_path_style is True
-    assert settings.catalog.properties["client_region"] == "eu-west-1"
-    assert settings.catalog.properties["jdbc.schema-version"] == "V1"  # the profile's, kept
+    assert settings.catalog.properties == {"client_region": "eu-west-1"}
     assert settings.telemetry.traces_exporter == "jsonl"
     assert settings.spark.master == "local[4]"
     with pytest.raises(ValidationError, match="frozen"):
@@ -209,6 +208,9 @@ def test_tenant_lists_are_validated_and_deduplicated() -> None:
             {
                 f"{CATALOG}.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
                 f"{CATALOG}.jdbc.journal_mode": "WAL",
+                f"{CATALOG}.jdbc.transaction_mode": "IMMEDIATE",
+                f"{CATALOG}.jdbc.init-catalog-tables": "false",
+                f"{CATALOG}.jdbc.schema-version": "V0",
                 f"{CATALOG}.jdbc.busy_timeout": "60000",
             },
         ),

@@ -53,6 +53,7 @@ RANK = {
     "cdf_pipeline.cli_listen": 6,
     "cdf_pipeline.cli_maintain": 6,
     "cdf_pipeline.cli_migrate": 6,
+    "cdf_pipeline.cli_run_many": 6,
     "cdf_pipeline.demo": 6,
     "cdf_pipeline.cli": 7,
     "cdf_pipeline": 0,  # the package's __init__: only __version__

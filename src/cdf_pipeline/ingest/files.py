@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from cdf_pipeline.contracts import ENTITIES
+from cdf_pipeline.exceptions import InputError
 from cdf_pipeline.storage import Listing, Storage, basename, join
 from cdf_pipeline.tenants import validate_tenant_id
 
@@ -116,3 +117,27 @@ def discover(storage: Storage, raw_root: str, tenant: str) -> dict[str, Listing]
         name: storage.list_tree(join(base, f"entity={name}"), SUFFIXES, trusted_root=raw_root)
         for name in ENTITIES
     }
+
+
+def raw_tenants(storage: Storage, raw_root: str) -> list[str]:
+    """Ids of the tenants with a ``tenant_id=<t>`` folder or prefix under ``raw_root`` (sorted;
+    folders whose id is not a valid tenant id are skipped with a warning)."""
+    import pyarrow.fs as pafs
+
+    from cdf_pipeline.exceptions import InvalidTenantError
+
+    fs, base = storage.fs(raw_root)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    except OSError as exc:
+        raise InputError(f"cannot list tenants under {raw_root}: {exc}") from exc
+    found = []
+    for info in infos:
+        name = info.base_name
+        if info.type != pafs.FileType.Directory or not name.startswith("tenant_id="):
+            continue
+        try:
+            found.append(validate_tenant_id(name.removeprefix("tenant_id=")))
+        except InvalidTenantError:
+            logger.warning("skipping %s under %s: not a valid tenant id", name, raw_root)
+    return sorted(found)

@@ -9,7 +9,8 @@ step (``land_tenant(only=...)``) followed by one silver run. Then every message 
   landed before (a redelivery), gone from S3, or the message announced nothing to land (S3's
   ``s3:TestEvent``, ``ObjectRemoved`` records);
 - **retry** (left on the queue, visible again after ``retry_after`` seconds, doubled on each
-  delivery): an object failed to land, or the landing step or the run raised. Landing is
+  delivery): an object failed to land, the landing step or the run raised, or the tenant was
+  busy (another run held its lease and may have chosen its files before these landed). Landing is
   idempotent (the manifest), so the next delivery lands only what is missing and runs the
   tenant again;
 - **dead-letter** (sent to ``--dlq`` with the reason, then deleted): a message still failing on
@@ -45,6 +46,7 @@ from cdf_pipeline.landing.manifest import Known, Manifest
 from cdf_pipeline.landing.queue import Queue, Received, explain
 from cdf_pipeline.landing.record import LandedObject
 from cdf_pipeline.landing.routing import tenant_of
+from cdf_pipeline.run_record import BUSY
 from cdf_pipeline.storage import canonical, first_line
 
 logger = logging.getLogger(__name__)
@@ -112,6 +114,8 @@ class LandAndRun:
             if result.landed or result.already_seen:
                 summary = run_tenant(self.spark, settings, tenant)
                 result.run, result.run_exit_code = summary.to_dict(), summary.exit_code
+                if summary.status == BUSY:  # another run had the tenant: it may miss these files
+                    result.error = summary.message
         except Exception as exc:  # one tenant's failure must not stop the service: retried
             logger.exception("tenant %s: landing or run failed; its messages are retried", tenant)
             result.error = first_line(exc)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -19,10 +21,16 @@ from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES, RULE_SET_VERSION, Entity
 from cdf_pipeline.contracts.order import dependency_order
-from cdf_pipeline.exceptions import CdfError
+from cdf_pipeline.exceptions import CdfError, RunFailed, TenantBusy
 from cdf_pipeline.ingest.files import RawFile, tenant_raw_dir
-from cdf_pipeline.lakehouse import merge, ops, quarantine
-from cdf_pipeline.lakehouse.tables import TableNames, current_snapshot_ids, ensure_tables
+from cdf_pipeline.lakehouse import lease, merge, ops, quarantine
+from cdf_pipeline.lakehouse.commits import PUBLISH_ATTEMPTS, backoff_seconds, is_commit_conflict
+from cdf_pipeline.lakehouse.tables import (
+    TableNames,
+    current_snapshot_ids,
+    ensure_tables,
+    java_root_cause,
+)
 from cdf_pipeline.pipeline.audits import parent_keys, run_audits
 from cdf_pipeline.pipeline.inputs import drift_note, file_row, select_new_files
 from cdf_pipeline.pipeline.stage import StagedEntity, stage_entity
@@ -51,9 +59,18 @@ def _is_known(
 
 
 def run_tenant(
-    spark: SparkSession, settings: Settings, tenant: str, *, now: datetime | None = None
+    spark: SparkSession,
+    settings: Settings,
+    tenant: str,
+    *,
+    now: datetime | None = None,
+    wait: float | None = None,
 ) -> S.RunSummary:
     """Run the silver job for one tenant and return what it did.
+
+    The run holds the tenant's lease (:mod:`cdf_pipeline.lakehouse.lease`) from choosing its
+    files to recording itself; when another run holds it, this one does nothing and returns
+    ``BUSY`` (after waiting up to ``wait`` seconds for it, when given).
 
     Raises:
         CdfError: when a write fails after staging (the run is recorded as FAILED first).
@@ -61,7 +78,6 @@ def run_tenant(
     tenant = validate_tenant_id(tenant)
     now = now or datetime.now(timezone.utc)
     started = time.monotonic()
-    names = TableNames.of(settings)
     run = S.RunSummary(
         tenant=tenant, run_id=new_run_id(now), status=S.FAILED, started_at=now,
         rule_set_version=RULE_SET_VERSION,
@@ -74,83 +90,135 @@ def run_tenant(
     }
     with stage("cdf.silver_run", **root_attrs) as span:
         run.trace_id = current_trace_id()
-        ensure_tables(spark, names)
-        new, bad, run.skipped_files, any_files = select_new_files(spark, names, settings, tenant)
-        run.files = [
-            S.FileResult(f.entity, f.path, f.sha256, None, ops.FAILED, f.error) for f in bad
-        ]
-        if not any(new.values()):
-            _finish_without_data(spark, names, settings, run, any_files, now, started)
+        try:
+            held = lease.acquire(settings, tenant, purpose="run", wait=wait)
+        except TenantBusy as exc:
+            run.status, run.message = S.BUSY, str(exc)
+            run.seconds = time.monotonic() - started
             trace_run(span, run)
             return run
-        run.snapshots_before = _snapshots(spark, names)
-        staged: dict[str, StagedEntity] = {}
         try:
-            # Parents first: each child is checked against its parents' keys as they will be
-            # once this run is published (silver's plus this run's).
-            for entity in dependency_order(ENTITIES):
-                keys, small = None, False
-                if entity.foreign_keys:
-                    keys, small = parent_keys(
-                        spark, names, entity, staged, tenant,
-                        settings.spark.broadcast_max_parent_keys,
-                    )  # fmt: skip
-                staged[entity.name] = _stage_traced(
-                    spark, settings, names, entity, new, run, now, parent_keys=keys,
-                    broadcast_parents=small,
-                )  # fmt: skip
-                _fail_unaccounted(staged[entity.name], new, bad, run)
-            run.entities = {name: s.counts for name, s in staged.items()}
-            with stage("audits", **{"cdf.tenant": tenant}):
-                run.audits = run_audits(spark, settings, names, staged, tenant)
-            if all(a.passed for a in run.audits):
-                with stage("publish", **{"cdf.tenant": tenant}):
-                    _publish(spark, names, staged, tenant, run.run_id, now)
-                run.status = S.PARTIAL if bad else S.SUCCEEDED
-                run.message = f"{len(bad)} file(s) failed, see their errors" if bad else ""
-                published = True
-            else:
-                run.status = S.AUDIT_FAILED
-                failed = [f"{a.name} ({a.detail})" for a in run.audits if not a.passed]
-                run.message = "audit failed, silver left unchanged: " + "; ".join(failed)
-                published = False
-            run.snapshots_after = _snapshots(spark, names)
-            good = [f for files in new.values() for f in files]
-            run.files += [
-                S.FileResult(
-                    f.entity,
-                    f.path,
-                    f.sha256,
-                    f.rows,
-                    ops.INGESTED if published else "STAGED",
-                    note=drift_note(f, settings.quality.extra_columns),
-                )
-                for f in good
-            ]
-            run.seconds = time.monotonic() - started
-            with stage("record_run", **{"cdf.tenant": tenant}):
-                ops.record_run(spark, names, _finished(run).row())
-                manifest = [
-                    file_row(tenant, run.run_id, now, f) for f in run.files if f.status != "STAGED"
-                ]
-                ops.record_files(spark, names, manifest)
-        except CdfError:
-            raise
-        except Exception as exc:
-            run.status = S.FAILED
-            run.message = f"{type(exc).__name__} during the run; see the job log"
-            run.seconds = time.monotonic() - started
-            record_exception(span, exc)
-            _record_failure(spark, names, run, now)
-            trace_run(span, run)
-            raise CdfError(
-                f"silver run {run.run_id} for tenant {tenant} failed: {run.message}"
-            ) from exc
+            _run_leased(spark, settings, run, held, now, started, span)
         finally:
-            for s in staged.values():
-                s.release()
+            held.release()
         trace_run(span, run)
     return run
+
+
+def _run_leased(
+    spark: SparkSession,
+    settings: Settings,
+    run: S.RunSummary,
+    held: lease.Lease,
+    now: datetime,
+    started: float,
+    span: Any,
+) -> None:
+    """The run itself, under the tenant's lease: select, stage, audit, publish, record."""
+    tenant = run.tenant
+    names = TableNames.of(settings)
+    ensure_tables(spark, names)
+    new, bad, run.skipped_files, any_files = select_new_files(spark, names, settings, tenant)
+    unreadable = [S.FileResult(f.entity, f.path, f.sha256, None, ops.FAILED, f.error) for f in bad]
+    run.files = list(unreadable)
+    if not any(new.values()):
+        _finish_without_data(spark, names, settings, run, any_files, now, started)
+        return
+    run.snapshots_before = _snapshots(spark, names)
+    try:
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                published = _stage_and_publish(spark, settings, names, run, held, new, bad, now)
+                break
+            except Exception as exc:
+                if attempt == PUBLISH_ATTEMPTS or not is_commit_conflict(exc):
+                    raise
+                pause = backoff_seconds(attempt)
+                logger.warning(
+                    "tenant %s: commit conflict (%s); staging again in %.1f s (attempt %d of %d)",
+                    tenant, java_root_cause(exc), pause, attempt + 1, PUBLISH_ATTEMPTS,
+                )  # fmt: skip
+                time.sleep(pause)
+                run.files = list(unreadable)
+        run.snapshots_after = _snapshots(spark, names)
+        good = [f for files in new.values() for f in files]
+        run.files += [
+            S.FileResult(
+                f.entity,
+                f.path,
+                f.sha256,
+                f.rows,
+                ops.INGESTED if published else "STAGED",
+                note=drift_note(f, settings.quality.extra_columns),
+            )
+            for f in good
+        ]
+        run.seconds = time.monotonic() - started
+        with stage("record_run", **{"cdf.tenant": tenant}):
+            ops.record_run(spark, names, _finished(run).row())
+            manifest = [
+                file_row(tenant, run.run_id, now, f) for f in run.files if f.status != "STAGED"
+            ]
+            ops.record_files(spark, names, manifest)
+    except CdfError:
+        raise
+    except Exception as exc:
+        run.status = S.FAILED
+        run.message = f"{type(exc).__name__} during the run; see the job log"
+        run.seconds = time.monotonic() - started
+        record_exception(span, exc)
+        _record_failure(spark, names, run, now)
+        trace_run(span, run)
+        raise RunFailed(
+            f"silver run {run.run_id} for tenant {tenant} failed: {run.message}", run
+        ) from exc
+
+
+def _stage_and_publish(
+    spark: SparkSession,
+    settings: Settings,
+    names: TableNames,
+    run: S.RunSummary,
+    held: lease.Lease,
+    new: dict[str, list[RawFile]],
+    bad: list[RawFile],
+    now: datetime,
+) -> bool:
+    """Stage every entity against silver as it is now, audit, and publish if the audits pass
+    (each write only while the lease is still this run's). Whether it published."""
+    tenant = run.tenant
+    staged: dict[str, StagedEntity] = {}
+    try:
+        # Parents first: each child is checked against its parents' keys as they will be
+        # once this run is published (silver's plus this run's).
+        for entity in dependency_order(ENTITIES):
+            keys, small = None, False
+            if entity.foreign_keys:
+                keys, small = parent_keys(
+                    spark, names, entity, staged, tenant,
+                    settings.spark.broadcast_max_parent_keys,
+                )  # fmt: skip
+            staged[entity.name] = _stage_traced(
+                spark, settings, names, entity, new, run, now, parent_keys=keys,
+                broadcast_parents=small,
+            )  # fmt: skip
+            _fail_unaccounted(staged[entity.name], new, bad, run)
+        run.entities = {name: s.counts for name, s in staged.items()}
+        with stage("audits", **{"cdf.tenant": tenant}):
+            run.audits = run_audits(spark, settings, names, staged, tenant)
+        if not all(a.passed for a in run.audits):
+            run.status = S.AUDIT_FAILED
+            failed = [f"{a.name} ({a.detail})" for a in run.audits if not a.passed]
+            run.message = "audit failed, silver left unchanged: " + "; ".join(failed)
+            return False
+        with stage("publish", **{"cdf.tenant": tenant}):
+            _publish(spark, names, staged, tenant, run.run_id, now, guard=held.check)
+        run.status = S.PARTIAL if bad else S.SUCCEEDED
+        run.message = f"{len(bad)} file(s) failed, see their errors" if bad else ""
+        return True
+    finally:
+        for s in staged.values():
+            s.release()
 
 
 def _stage_traced(
@@ -215,8 +283,13 @@ def _publish(
     tenant: str,
     run_id: str,
     now: datetime,
+    *,
+    guard: Callable[[], None] = lambda: None,
 ) -> None:
-    """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows."""
+    """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows.
+
+    ``guard`` runs before each write and raises to stop it (the tenant lease's check).
+    """
     suffix = run_id.replace("-", "_")
     for name, s in staged.items():
         if s.rejected is not None and s.counts.quarantined:
@@ -225,15 +298,18 @@ def _publish(
                 "cdf.table": names.quarantine(s.entity),
                 "cdf.rows.quarantined": s.counts.quarantined,
             }
+            guard()
             with stage("quarantine_write", **attrs):
                 quarantine.write_quarantine(spark, names, s.entity, tenant, s.rejected)
     for name, s in staged.items():
         lineage = merge.with_lineage(s.entity, run_id, now)
         attrs = {"cdf.entity": name, "cdf.table": names.silver(s.entity)}
         if s.counts.inserted:
+            guard()
             with stage("append", **attrs, **{"cdf.rows.inserted": s.counts.inserted}):
                 merge.append_inserts(names, s.entity, s.outcome(merge.INSERT).transform(lineage))
         if s.counts.updated:
+            guard()
             with stage("merge", **attrs, **{"cdf.rows.updated": s.counts.updated}):
                 rows = s.outcome(merge.UPDATE).transform(lineage)
                 merge.merge_updates(spark, names, s.entity, tenant, rows, f"m_{name}_{suffix}")
@@ -244,6 +320,7 @@ def _publish(
                 "cdf.table": names.quarantine(s.entity),
                 "cdf.rows.promoted": s.counts.promoted,
             }
+            guard()
             with stage("quarantine_resolve", **attrs):
                 quarantine.resolve(
                     spark,
