@@ -26,7 +26,7 @@ table-wide and skipped). --check verifies the guarantees on what the tables hold
 key twice in a tenant's silver, every foreign key naming a silver parent, quarantine rows OPEN
 or RESOLVED with their run); --repair moves the older versions of keys held twice in silver to
 quarantine. Each tenant is maintained, checked or repaired holding its lease; a tenant whose
-lease a run holds is skipped and reported BUSY.
+lease a run holds is skipped and reported BUSY (or waited for, with --wait).
 
 exit codes: 0 done (checks passed), 1 a check failed or a step failed, 2 bad arguments or
 configuration, 3 a tenant was busy (nothing done for it; run again later; 3 wins over 1)."""
@@ -106,6 +106,13 @@ def register(subs: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(mode=MAINTAIN)
     p.add_argument(
+        "--wait",
+        type=_non_negative,
+        metavar="SECONDS",
+        help="when a run holds a tenant's lease, wait up to this long for it instead of skipping "
+        "the tenant as BUSY at once",
+    )
+    p.add_argument(
         "--retain-days",
         type=_non_negative,
         metavar="DAYS",
@@ -144,7 +151,9 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     check_run(settings, storage_for(settings))
     spark = build_session(settings, app_name=f"cdf-maintain-{args.mode}")
     try:
-        done = maintain(spark, settings, mode=args.mode, tenant=tenant, options=options)
+        done = maintain(
+            spark, settings, mode=args.mode, tenant=tenant, options=options, wait=args.wait
+        )
     finally:
         spark.stop()
     report(format_report(done), done.to_json(), as_json=args.json)

@@ -19,16 +19,17 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from pyspark.sql import SparkSession
 
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES
-from cdf_pipeline.exceptions import CdfError
+from cdf_pipeline.exceptions import CdfError, TenantBusy
 from cdf_pipeline.lakehouse import checks, maintenance, repair
+from cdf_pipeline.lakehouse.lease import tenant_lease
 from cdf_pipeline.lakehouse.maintenance import FileStats
 from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables, java_root_cause
 from cdf_pipeline.maintain_report import (
@@ -39,6 +40,7 @@ from cdf_pipeline.maintain_report import (
     MODES,
     OK,
     REPAIR,
+    Busy,
     MaintainReport,
     Options,
     TableReport,
@@ -48,8 +50,18 @@ from cdf_pipeline.tenants import validate_tenant_id
 
 logger = logging.getLogger(__name__)
 
-#: Takes a tenant's lease for the length of a ``with`` block.
-LeaseFactory = Callable[[str], AbstractContextManager[Any]]
+#: The lease purpose maintenance takes tenants' leases with (shown to a run that finds it held).
+PURPOSE = "maintain"
+
+
+class Held(Protocol):
+    """A held lease: ``check`` raises ``LeaseLost`` unless it is still ours (before a write)."""
+
+    def check(self) -> None: ...
+
+
+#: Takes a tenant's lease for the length of a ``with`` block; raises ``TenantBusy`` when held.
+LeaseFactory = Callable[[str], AbstractContextManager[Held]]
 
 
 def default_options() -> Options:
@@ -60,10 +72,6 @@ def default_options() -> Options:
     )
 
 
-def no_lease(tenant: str) -> AbstractContextManager[Any]:
-    return nullcontext()
-
-
 def maintain(
     spark: SparkSession,
     settings: Settings,
@@ -72,9 +80,13 @@ def maintain(
     tenant: str | None = None,
     options: Options | None = None,
     now: datetime | None = None,
-    lease: LeaseFactory = no_lease,
+    wait: float | None = None,
+    lease: LeaseFactory | None = None,
 ) -> MaintainReport:
     """Run one ``cdf maintain`` (``mode``: maintain, check or repair) and report what it did.
+
+    ``wait``: how long to wait for a held tenant lease before reporting the tenant BUSY (default:
+    not at all). ``lease``: takes a tenant's lease (default: the tenant lease of ``settings``).
 
     Raises:
         ConfigError: a retention or orphan window out of range (before anything runs).
@@ -88,6 +100,11 @@ def maintain(
     tenant = validate_tenant_id(tenant) if tenant else None
     now = now or datetime.now(timezone.utc)
     started = time.monotonic()
+    if lease is None:
+
+        def lease(t: str) -> AbstractContextManager[Held]:
+            return tenant_lease(settings, t, wait=wait, purpose=PURPOSE)
+
     names = TableNames.of(settings)
     report = MaintainReport(mode, tenant, now, options)
     with stage("cdf.maintain", **{"cdf.maintain.mode": mode, TENANT: tenant or ""}):
@@ -103,8 +120,10 @@ def maintain(
             repair_id = f"repair-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
             for t in tenants:
                 with _tenant(report, t, lease) as held:
-                    if held:
-                        _check_or_repair(spark, settings, names, t, mode, repair_id, now, report)
+                    if held is not None:
+                        _check_or_repair(
+                            spark, settings, names, t, held, mode, repair_id, now, report
+                        )
     report.seconds = time.monotonic() - started
     return report
 
@@ -127,10 +146,13 @@ def _maintain(
         by_table[table].before = by_table[table].before + stats
     for t in tenants:
         with _tenant(report, t, lease) as held:
-            if not held:
+            if held is None:
                 continue
             for table in tables:
                 stats = before.get((table, t), FileStats())
+                if not stats.needs_compaction:
+                    continue
+                held.check()  # still ours: a lease lost to a run must not rewrite its files
                 with _step("compact", table, t):
                     done = maintenance.compact(spark, table, t, stats)
                 if done.note:
@@ -156,6 +178,7 @@ def _check_or_repair(
     settings: Settings,
     names: TableNames,
     tenant: str,
+    held: Held,
     mode: str,
     repair_id: str,
     now: datetime,
@@ -172,6 +195,7 @@ def _check_or_repair(
         return
     assert mode == REPAIR
     for entity in ENTITIES.values():
+        held.check()
         with _step("repair", names.silver(entity), tenant):
             report.repairs.append(
                 repair.repair_duplicates(spark, names, entity, tenant, repair_id=repair_id, now=now)
@@ -179,12 +203,20 @@ def _check_or_repair(
 
 
 @contextmanager
-def _tenant(report: MaintainReport, tenant: str, lease: LeaseFactory) -> Iterator[bool]:
-    """Hold ``tenant``'s lease for the block (yields True), or record it BUSY (yields False)."""
-    report.tenants[tenant] = OK
-    with ExitStack() as held:
-        held.enter_context(lease(tenant))
-        yield True
+def _tenant(report: MaintainReport, tenant: str, lease: LeaseFactory) -> Iterator[Held | None]:
+    """Hold ``tenant``'s lease for the block (yields it), or record the tenant BUSY and yield
+    None: a busy tenant is skipped, not an error."""
+    with ExitStack() as stack:
+        try:
+            held: Held | None = stack.enter_context(lease(tenant))
+        except TenantBusy as busy:
+            logger.warning("%s", busy)
+            report.tenants[tenant] = BUSY
+            report.busy.append(Busy(tenant, busy.owner, busy.purpose, busy.expires_in))
+            held = None
+        else:
+            report.tenants[tenant] = OK
+        yield held
 
 
 @contextmanager
@@ -205,4 +237,4 @@ def _step(name: str, table: str, tenant: str | None = None) -> Iterator[None]:
             ) from exc
 
 
-__all__ = ["BUSY", "CHECK", "MAINTAIN", "REPAIR", "LeaseFactory", "maintain"]
+__all__ = ["BUSY", "CHECK", "MAINTAIN", "PURPOSE", "REPAIR", "Held", "LeaseFactory", "maintain"]
