@@ -116,7 +116,8 @@ def maintain(
             data_tables = [
                 t(e) for e in ENTITIES.values() for t in (names.silver, names.quarantine)
             ]
-            tenants = [tenant] if tenant else maintenance.tenants_of(spark, data_tables)
+            with _step("list_tenants", names.namespace("silver")):
+                tenants = [tenant] if tenant else maintenance.tenants_of(spark, data_tables)
             repair_id = f"repair-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
             for t in tenants:
                 with _tenant(report, t, lease) as held:
@@ -139,7 +140,8 @@ def _maintain(
 ) -> None:
     """Compaction per tenant under its lease, then expiry and orphans per table, with the file
     statistics of the tables (over the tenants in scope) before and after."""
-    before = maintenance.file_stats(spark, tables, tenant)
+    with _step("file_stats", "every table", tenant):
+        before = maintenance.file_stats(spark, tables, tenant)
     tenants = [tenant] if tenant else sorted({t for _, t in before})
     by_table = {t: TableReport(maintenance.short_name(t)) for t in tables}
     for (table, _), stats in before.items():
@@ -168,7 +170,9 @@ def _maintain(
                 by_table[table].orphans_removed = maintenance.remove_orphan_files(
                     spark, table, now=now, older_than_days=options.orphan_days
                 )
-    for (table, _), stats in maintenance.file_stats(spark, tables, tenant).items():
+    with _step("file_stats", "every table", tenant):
+        after = maintenance.file_stats(spark, tables, tenant)
+    for (table, _), stats in after.items():
         by_table[table].after = by_table[table].after + stats
     report.tables = list(by_table.values())
 

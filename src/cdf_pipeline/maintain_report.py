@@ -142,9 +142,12 @@ def human_bytes(n: int) -> str:
 
 def _headline(report: MaintainReport) -> str:
     flag = "" if report.mode == MAINTAIN else f" --{report.mode}"
-    scope = f"tenant {report.tenant}" if report.tenant else f"all tenants ({len(report.tenants)})"
-    states = ", ".join(f"{t} {s}" for t, s in report.tenants.items()) or "no tenant has data"
-    return f"cdf maintain{flag}  {scope}: {states}  {report.status}  ({report.seconds:.1f} s)"
+    if report.tenant:
+        scope = f"tenant {report.tenant}: {report.tenants.get(report.tenant, OK)}"
+    else:
+        states = ", ".join(f"{t} {s}" for t, s in report.tenants.items()) or "no tenant has data"
+        scope = f"all tenants ({len(report.tenants)}): {states}"
+    return f"cdf maintain{flag}  {scope}  {report.status}  ({report.seconds:.1f} s)"
 
 
 def _optional(n: int | None) -> str:
@@ -152,16 +155,17 @@ def _optional(n: int | None) -> str:
 
 
 def _tables_text(report: MaintainReport) -> list[str]:
+    w = max([24, *(len(t.table) + 2 for t in report.tables)])  # namespace prefixes lengthen them
     lines = [
-        f"  {'table':<24}{'data files':>16}{'delete files':>16}{'bytes':>22}"
+        f"  {'table':<{w}}{'data files':>16}{'delete files':>16}{'bytes':>22}"
         f"{'snapshots':>11}{'orphans':>9}",
-        f"  {'':<24}{'before':>8}{'after':>8}{'before':>8}{'after':>8}{'before':>11}{'after':>11}"
+        f"  {'':<{w}}{'before':>8}{'after':>8}{'before':>8}{'after':>8}{'before':>11}{'after':>11}"
         f"{'expired':>11}{'removed':>9}",
     ]
     for t in report.tables:
         b, a = t.before, t.after
         lines.append(
-            f"  {t.table:<24}{b.data_files:>8,}{a.data_files:>8,}{b.delete_files:>8,}"
+            f"  {t.table:<{w}}{b.data_files:>8,}{a.data_files:>8,}{b.delete_files:>8,}"
             f"{a.delete_files:>8,}{human_bytes(b.bytes):>11}{human_bytes(a.bytes):>11}"
             f"{_optional(t.snapshots_expired):>11}{_optional(t.orphans_removed):>9}"
         )
