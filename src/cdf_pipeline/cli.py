@@ -27,7 +27,15 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from cdf_generator import cli as generator_cli
-    from cdf_pipeline import cli_contracts, cli_jars, cli_land, cli_listen, cli_migrate, cli_run
+    from cdf_pipeline import (
+        cli_contracts,
+        cli_jars,
+        cli_land,
+        cli_listen,
+        cli_maintain,
+        cli_migrate,
+        cli_run,
+    )
 
     parser = _Parser(
         prog="cdf",
@@ -42,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_jars.register(subs)
     cli_land.register(subs)
     cli_listen.register(subs)
+    cli_maintain.register(subs)
     cli_migrate.register(subs)
     cli_run.register(subs)
     return parser

@@ -1,0 +1,160 @@
+"""``cdf maintain``: compaction, snapshot expiry and orphan removal; ``--check``; ``--repair``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cdf_pipeline.cli_run import report
+from cdf_pipeline.config import PROFILES, load_settings
+from cdf_pipeline.lakehouse.maintenance import (
+    DEFAULT_ORPHAN_DAYS,
+    DEFAULT_RETAIN_DAYS,
+    DEFAULT_RETAIN_LAST,
+    MIN_ORPHAN_DAYS,
+)
+from cdf_pipeline.maintain_report import CHECK, MAINTAIN, REPAIR, Options, format_report
+
+DESCRIPTION = f"""\
+Look after the Iceberg tables (every contract's silver and quarantine table, ops.runs,
+ops.ingested_files, ops.landed_files). By default: compact each tenant's partitions (fold
+merge-on-read delete files and small files into new data files), expire snapshots older than
+--retain-days beyond the last --retain-last, and remove unreferenced files older than
+--orphan-days (at least {MIN_ORPHAN_DAYS:g}: younger ones may belong to a commit in flight).
+With --tenant only that tenant's partitions are compacted (expiry and orphan removal are
+table-wide and skipped). --check verifies the guarantees on what the tables hold (no primary
+key twice in a tenant's silver, every foreign key naming a silver parent, quarantine rows OPEN
+or RESOLVED with their run); --repair moves the older versions of keys held twice in silver to
+quarantine. Each tenant is maintained, checked or repaired holding its lease; a tenant whose
+lease a run holds is skipped and reported BUSY (or waited for, with --wait).
+
+exit codes: 0 done (checks passed), 1 a check failed or a step failed, 2 bad arguments or
+configuration, 3 a tenant was busy (nothing done for it; run again later; 3 wins over 1)."""
+
+
+def _orphan_days(text: str) -> float:
+    """argparse type of ``--orphan-days``: a number of days, at least a day."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not days >= MIN_ORPHAN_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{text} is under {MIN_ORPHAN_DAYS:g} day: files that young may belong to a commit "
+            "still in flight, and removing them corrupts the table (Iceberg issue 4194)"
+        )
+    return days
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def register(subs: argparse._SubParsersAction) -> None:
+    p = subs.add_parser(
+        "maintain",
+        help="compact, expire snapshots, remove orphan files; --check; --repair",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--tenant", metavar="TENANT", help="only this tenant (default: every tenant with data)"
+    )
+    p.add_argument(
+        "--profile",
+        default="local",
+        help=f"configuration profile: {', '.join(PROFILES)} (default: local)",
+    )
+    p.add_argument(
+        "--root",
+        help="lakehouse root: a local folder or s3://bucket/prefix (default: $CDF_ROOT or the "
+        "profile's root)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print a machine-readable summary as the last line"
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check",
+        dest="mode",
+        action="store_const",
+        const=CHECK,
+        help="verify the guarantees on the tables; exit 1 naming what fails",
+    )
+    mode.add_argument(
+        "--repair",
+        dest="mode",
+        action="store_const",
+        const=REPAIR,
+        help="move the older versions of keys held twice in silver to quarantine",
+    )
+    p.set_defaults(mode=MAINTAIN)
+    p.add_argument(
+        "--wait",
+        type=_non_negative,
+        metavar="SECONDS",
+        help="when a run holds a tenant's lease, wait up to this long for it instead of skipping "
+        "the tenant as BUSY at once",
+    )
+    p.add_argument(
+        "--retain-days",
+        type=_non_negative,
+        metavar="DAYS",
+        default=DEFAULT_RETAIN_DAYS,
+        help=f"keep snapshots younger than this many days (default {DEFAULT_RETAIN_DAYS:g})",
+    )
+    p.add_argument(
+        "--retain-last",
+        type=_at_least_one,
+        metavar="N",
+        default=DEFAULT_RETAIN_LAST,
+        help=f"... and at least this many of the latest (default {DEFAULT_RETAIN_LAST})",
+    )
+    p.add_argument(
+        "--orphan-days",
+        type=_orphan_days,
+        metavar="DAYS",
+        default=DEFAULT_ORPHAN_DAYS,
+        help="remove unreferenced files only when older than this many days (default "
+        f"{DEFAULT_ORPHAN_DAYS:g}, at least {MIN_ORPHAN_DAYS:g})",
+    )
+    p.set_defaults(func=cmd_maintain)
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from cdf_pipeline.maintain import maintain
+    from cdf_pipeline.preflight import check_run
+    from cdf_pipeline.spark import build_session
+    from cdf_pipeline.storage import storage_for
+    from cdf_pipeline.tenants import validate_tenant_id
+
+    tenant = validate_tenant_id(args.tenant) if args.tenant else None
+    overrides: dict[str, Any] = {"root": args.root} if args.root else {}
+    settings = load_settings(args.profile, tenant=tenant, overrides=overrides)
+    options = Options(args.retain_days, args.retain_last, args.orphan_days)
+    check_run(settings, storage_for(settings))
+    spark = build_session(settings, app_name=f"cdf-maintain-{args.mode}")
+    try:
+        done = maintain(
+            spark, settings, mode=args.mode, tenant=tenant, options=options, wait=args.wait
+        )
+    finally:
+        spark.stop()
+    report(format_report(done), done.to_json(), as_json=args.json)
+    return done.exit_code
