@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pytest
 from chispa import assert_df_equality
-from conftest import cli_env, make_lake
+from conftest import TEST_JVM_OPTIONS, cli_env, make_lake
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -209,8 +209,9 @@ def test_ten_tenants_on_the_jdbc_catalog_in_postgresql_via_spark_submit(
         **postgres.env(),
     )
     submit = [str(Path(sys.executable).parent / "spark-submit"),
-              str(REPO / "jobs" / "silver_job.py"), "--all-tenants", "--parallel", "4",
-              "--profile", "jdbc", "--root", str(root), "--json"]  # fmt: skip
+              "--driver-java-options", TEST_JVM_OPTIONS, str(REPO / "jobs" / "silver_job.py"),
+              "--all-tenants", "--parallel", "4", "--profile", "jdbc", "--root", str(root),
+              "--json"]  # fmt: skip
     runs: dict[str, list[dict[str, Any]]] = {t: [] for t in TENANTS}
     for batch in (1, 2):
         _generate(root, batch)

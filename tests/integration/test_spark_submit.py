@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TEST_JVM_OPTIONS
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
@@ -56,7 +57,8 @@ def submitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     root = tmp_path_factory.mktemp("subm")
     generated = generate(["subm"], 1000, 1000, seed=3, root_uri=str(root))
-    submit = [str(BIN / "spark-submit"), str(REPO / "jobs" / "silver_job.py"),
+    submit = [str(BIN / "spark-submit"), "--driver-java-options", TEST_JVM_OPTIONS,
+              str(REPO / "jobs" / "silver_job.py"),
               "--tenant", "subm", "--root", str(root), "--json"]  # fmt: skip
     scheduler = TracerProvider().get_tracer("test-scheduler")
     with scheduler.start_as_current_span("launch tenant jobs") as parent:
@@ -168,11 +170,12 @@ def test_spark_submit_with_packages_uses_the_cluster_jars(tmp_path: Path) -> Non
 
     generate(["pkgs"], 300, 300, seed=5, root_uri=str(tmp_path / "lake"))
     coordinates = _run([str(BIN / "cdf"), "jars"]).stdout.strip()
-    assert coordinates == jars.ICEBERG_RUNTIME.coordinate
+    assert coordinates == jars.coordinates([jars.ICEBERG_RUNTIME, jars.SQLITE_JDBC])
     empty = tmp_path / "no-jars"
     empty.mkdir()
     proc = _run(
-        [str(BIN / "spark-submit"), "--packages", coordinates, str(REPO / "jobs" / "silver_job.py"),
+        [str(BIN / "spark-submit"), "--driver-java-options", TEST_JVM_OPTIONS, "--packages",
+         coordinates, str(REPO / "jobs" / "silver_job.py"),
          "--tenant", "pkgs", "--root", str(tmp_path / "lake"), "--json"],
         {jars.JARS_DIR_ENV: str(empty)},
     )  # fmt: skip
