@@ -12,8 +12,10 @@ run once (first loads, not measured but for the warm-up). Then, measured per sma
 - **1% change**: a change batch (``--change-rate``) generated for every small tenant, then run.
 
 Printed: each run's wall seconds and Spark jobs, and where the time went (median over the
-tenants): the run's stage spans (OpenTelemetry, in memory) and the bookkeeping calls that have no
-span of their own (timed by wrapping them here; the job's code is not changed).
+tenants): the run's stage spans (OpenTelemetry, in memory), the bookkeeping calls that have no
+span of their own (timed by wrapping them here; the job's code is not changed) and the classes
+Spark compiled during the run (its code cache's misses: a run like the one before should
+compile none).
 """
 
 from __future__ import annotations
@@ -96,16 +98,23 @@ def _spans(exporter: InMemorySpanExporter) -> dict[str, float]:
     return dict(out)
 
 
+def _compiled(spark: SparkSession) -> int:
+    """Classes Spark's code generator has compiled in this JVM so far (its cache misses)."""
+    metrics = getattr(spark._jvm.org.apache.spark.metrics.source, "CodegenMetrics$")  # type: ignore[union-attr]
+    return int(getattr(metrics, "MODULE$").METRIC_COMPILATION_TIME().getCount())
+
+
 def _run(
     spark: SparkSession, settings: Settings, tenant: str, timers: Timers, spans: Any
 ) -> tuple[RunSummary, float, int, dict[str, float]]:
     group = f"bench-{tenant}-{time.monotonic_ns()}"
     spark.sparkContext.setJobGroup(group, group)
+    compiled = _compiled(spark)
     started = time.perf_counter()
     summary = run_tenant(spark, settings, tenant)
     seconds = time.perf_counter() - started
     jobs = len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
-    parts = {**timers.take(), **_spans(spans)}
+    parts = {**timers.take(), **_spans(spans), "(classes compiled)": _compiled(spark) - compiled}
     return summary, seconds, jobs, parts
 
 
@@ -134,10 +143,15 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=2_000, help="suppliers and parts per small one")
     parser.add_argument("--big", type=int, default=200_000, help="rows of the big tenant (0: none)")
     parser.add_argument("--change-rate", type=float, default=0.01)
+    parser.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE",
+        help="a Spark setting over the profile's (repeatable), to compare settings",
+    )  # fmt: skip
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="cdf-fixed-cost-"))
-    settings = load_settings("local", overrides={"root": str(root)})
+    conf = dict(item.split("=", 1) for item in args.conf)
+    settings = load_settings("local", overrides={"root": str(root), "spark": {"conf": conf}})
     small = [f"small{i:02d}" for i in range(args.tenants)]
     generate(small, args.rows, args.rows, root_uri=str(root), seed=42)
     if args.big:
@@ -170,7 +184,7 @@ def main() -> int:
 
     print(
         f"\ndata: {args.tenants} tenants of {args.rows:,} suppliers + {args.rows:,} parts, "
-        f"one of {args.big:,} + {args.big:,}; {os.cpu_count()} cores"
+        f"one of {args.big:,} + {args.big:,}; {os.cpu_count()} cores; conf {conf}"
     )
     telemetry_setup.shutdown()
     spark.stop()
