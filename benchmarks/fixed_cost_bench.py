@@ -104,17 +104,28 @@ def _compiled(spark: SparkSession) -> int:
     return int(getattr(metrics, "MODULE$").METRIC_COMPILATION_TIME().getCount())
 
 
+def _jvm_cpu(spark: SparkSession) -> float:
+    """CPU seconds of the driver JVM so far (less sensitive to other work on the machine)."""
+    bean = spark._jvm.java.lang.management.ManagementFactory.getOperatingSystemMXBean()  # type: ignore[union-attr]
+    return float(bean.getProcessCpuTime()) / 1e9
+
+
 def _run(
     spark: SparkSession, settings: Settings, tenant: str, timers: Timers, spans: Any
 ) -> tuple[RunSummary, float, int, dict[str, float]]:
     group = f"bench-{tenant}-{time.monotonic_ns()}"
     spark.sparkContext.setJobGroup(group, group)
-    compiled = _compiled(spark)
+    compiled, cpu = _compiled(spark), _jvm_cpu(spark)
     started = time.perf_counter()
     summary = run_tenant(spark, settings, tenant)
     seconds = time.perf_counter() - started
     jobs = len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
-    parts = {**timers.take(), **_spans(spans), "(classes compiled)": _compiled(spark) - compiled}
+    parts = {
+        **timers.take(),
+        **_spans(spans),
+        "(classes compiled)": _compiled(spark) - compiled,
+        "(driver JVM CPU s)": _jvm_cpu(spark) - cpu,
+    }
     return summary, seconds, jobs, parts
 
 
