@@ -83,10 +83,11 @@ def _compiled(spark: SparkSession) -> int:
 
 
 def _jvm_cpu(spark: SparkSession) -> float:
-    """CPU seconds the driver JVM (driver and executor threads, JIT, GC) has used so far: less
-    sensitive than wall time to other work sharing the machine's cores."""
-    bean = spark._jvm.java.lang.management.ManagementFactory.getOperatingSystemMXBean()  # type: ignore[union-attr]
-    return float(bean.getProcessCpuTime()) / 1e9
+    """CPU seconds the driver JVM (driver and executor threads, JIT, GC) has used so far, from
+    /proc: less sensitive than wall time to other work sharing the machine's cores."""
+    pid = int(spark._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _noop(df: DataFrame) -> None:
