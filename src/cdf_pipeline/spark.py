@@ -180,6 +180,10 @@ def session_options(
         # Validation builds very wide expression trees; inferring constraints over them makes
         # planning slow and, once a plan joins a frame with itself, exhausts the driver heap.
         "spark.sql.constraintPropagation.enabled": "false",
+        # A run compiles ~200-250 classes (the validation projections alone are too wide for
+        # whole-stage code generation); with Spark's default of 100 cached classes each run
+        # evicted the last one's and compiled them all again. Runs of one driver reuse them.
+        "spark.sql.codegen.cache.maxEntries": "1000",
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": "false",

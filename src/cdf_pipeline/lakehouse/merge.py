@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from cdf_pipeline.contracts import Entity
 from cdf_pipeline.contracts.schemas import LINEAGE_COLUMNS
 from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.quality.clock import CLOCK, with_clock
 from cdf_pipeline.quality.rowhash import ROW_HASH
 from cdf_pipeline.tenants import validate_tenant_id
 
@@ -74,16 +75,20 @@ def classify(entity: Entity, current: DataFrame, *, few_rows: bool = False) -> T
 
 
 def with_lineage(entity: Entity, run_id: str, ingested_at: datetime) -> Transform:
-    """Select the silver columns in table order, adding the run's lineage values."""
+    """Select the silver columns in table order, adding the run's lineage values.
+
+    ``_ingested_at`` comes from the run's clock joined in as data (``quality/clock.py``), so the
+    projection's generated code is the same for every run.
+    """
     values = {
         "_run_id": F.lit(run_id),
         "_source_file": F.col("_source_file"),
-        "_ingested_at": F.lit(ingested_at),
+        "_ingested_at": F.col(CLOCK),
         ROW_HASH: F.col(ROW_HASH),
     }
 
     def _apply(df: DataFrame) -> DataFrame:
-        return df.select(
+        return df.transform(with_clock(ingested_at)).select(
             *entity.field_names, *(values[name].alias(name) for name, _, _ in LINEAGE_COLUMNS)
         )
 

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts import RULE_SET_VERSION, Entity, RuleKind
 from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
+from cdf_pipeline.quality.clock import CLOCK, with_clock
 from cdf_pipeline.quality.normalise import ORIGINAL
 from cdf_pipeline.quality.reasons import VIOLATIONS, has_violations
 from cdf_pipeline.tenants import validate_tenant_id
@@ -30,7 +31,8 @@ def quarantine_rows(entity: Entity, tenant: str, run_id: str, now: datetime) -> 
 
     Every row is filed under the tenant being run, whatever its ``tenant_id`` says: a row naming
     another tenant (or none) must not land in that tenant's partition. The value as sent stays in
-    ``_original`` and in the ``tenant_id.tenant_mismatch`` reason.
+    ``_original`` and in the ``tenant_id.tenant_mismatch`` reason. ``_quarantined_at`` is ``now``
+    joined in as data (``quality/clock.py``): the generated code is the same for every run.
     """
 
     def _apply(rejected: DataFrame) -> DataFrame:
@@ -44,14 +46,14 @@ def quarantine_rows(entity: Entity, tenant: str, run_id: str, now: datetime) -> 
             F.concat_ws("|", F.lit(tenant), "_source_file", original_hash, occurrence), 256
         )
         owner = F.lit(validate_tenant_id(tenant)).alias("tenant_id")
-        return rejected.select(
+        return rejected.transform(with_clock(now)).select(
             *(owner if c == "tenant_id" else F.col(c) for c in entity.field_names),
             as_sent.alias(ORIGINAL),
             VIOLATIONS,
             "_source_file",
             F.lit(run_id).alias("_run_id"),
             F.lit(RULE_SET_VERSION).alias("_rule_set_version"),
-            F.lit(now).alias("_quarantined_at"),
+            F.col(CLOCK).alias("_quarantined_at"),
             key.alias(KEY),
             F.lit(OPEN).alias("_status"),
             F.lit(None).cast("string").alias("_resolved_run_id"),
@@ -104,8 +106,9 @@ def resolve(
 ) -> None:
     """Mark the quarantine rows with these ``_quarantine_key`` values RESOLVED by ``run_id``."""
     tenant = validate_tenant_id(tenant)
-    keys.select(KEY).distinct().createOrReplaceTempView(view)
-    stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
+    # The clock rides along with the keys as data, not as a TIMESTAMP literal in the statement.
+    resolved = keys.select(KEY).distinct().transform(with_clock(now))
+    resolved.withColumnRenamed(CLOCK, "_resolved_at").createOrReplaceTempView(view)
     try:
         spark.sql(
             f"""
@@ -113,7 +116,7 @@ def resolve(
             ON t.tenant_id = '{tenant}' AND t.{KEY} = s.{KEY}
             WHEN MATCHED AND t._status = '{OPEN}' THEN UPDATE SET
               t._status = '{RESOLVED}', t._resolved_run_id = '{run_id}',
-              t._resolved_at = TIMESTAMP '{stamp}'
+              t._resolved_at = s._resolved_at
             """
         )
     finally:

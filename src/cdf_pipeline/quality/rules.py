@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from cdf_pipeline.contracts import rule_registry as R
 from cdf_pipeline.contracts.model import Entity, RuleKind
 from cdf_pipeline.contracts.schemas import spark_type
+from cdf_pipeline.quality.clock import CLOCK, with_clock
 from cdf_pipeline.quality.reasons import (
     VIOLATIONS,
     append_violations,
@@ -136,16 +137,23 @@ def validate(
     Args:
         entity: the contract whose rules apply.
         tenant: the tenant being run; rows naming another tenant are violations.
-        now: the run's clock (default: Spark's ``current_timestamp()``); pass one in tests.
+        now: the run's clock, joined in as data (default: Spark's ``current_timestamp()``, a
+            literal in the generated code: for tests and one-off use).
         future_skew_seconds: how far past ``now`` a timestamp may be before it is "in the future".
     """
-    clock = F.lit(now) if now is not None else F.current_timestamp()
+    # The clock comes in as a column of a broadcast row, not as a literal: the generated code of
+    # this (large) projection is then the same for every run and compiled once (quality/clock.py).
+    clock = F.col(CLOCK) if now is not None else F.current_timestamp()
     limit = clock + F.expr(f"INTERVAL {int(future_skew_seconds)} SECONDS")
 
     def _apply(df: DataFrame) -> DataFrame:
         existing = F.col(VIOLATIONS) if VIOLATIONS in df.columns else None
         found = row_reasons(entity, tenant, limit)
         merged = append_violations(existing, found) if existing is not None else found
-        return df.withColumn(VIOLATIONS, merged)
+        clocked = df.transform(with_clock(now)) if now is not None else df
+        cols = [merged.alias(c) if c == VIOLATIONS else F.col(f"`{c}`") for c in df.columns]
+        if existing is None:
+            cols.append(merged.alias(VIOLATIONS))
+        return clocked.select(*cols)
 
     return _apply

@@ -1,0 +1,65 @@
+"""ensure_tables: the DDL runs once per session and catalog, from any number of threads, and a
+new session creates what is missing again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from cdf_pipeline.contracts import SUPPLIERS
+from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables, table_ddl
+
+pytestmark = pytest.mark.spark
+
+
+def _counting(spark: SparkSession, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The DDL statements ``spark`` runs from now on (its ``sql`` is wrapped)."""
+    seen: list[str] = []
+    run: Callable[..., Any] = spark.sql
+
+    def sql(query: str, *args: Any, **kwargs: Any) -> Any:
+        if query.startswith("CREATE"):
+            seen.append(query)
+        return run(query, *args, **kwargs)
+
+    monkeypatch.setattr(spark, "sql", sql)
+    return seen
+
+
+def _names() -> TableNames:
+    """Tables of their own in the session's ``cdf`` catalog (a catalog every session knows)."""
+    return TableNames("cdf", prefix=f"t{uuid.uuid4().hex[:8]}_")
+
+
+def test_the_ddl_runs_once_per_session_from_many_threads(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = _names()
+    seen = _counting(spark, monkeypatch)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: ensure_tables(spark, names), range(8)))
+    assert seen == table_ddl(names)  # each statement once, in order
+    ensure_tables(spark, names)
+    assert len(seen) == len(table_ddl(names))
+    assert spark.catalog.tableExists(names.silver(SUPPLIERS))
+
+
+def test_a_new_session_creates_a_dropped_table_again(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = _names()
+    ensure_tables(spark, names)
+    spark.sql(f"DROP TABLE {names.silver(SUPPLIERS)}")
+    ensure_tables(spark, names)  # this session has run its DDL: the drop goes unnoticed
+    assert not spark.catalog.tableExists(names.silver(SUPPLIERS))
+
+    other = spark.newSession()
+    seen = _counting(other, monkeypatch)
+    ensure_tables(other, names)
+    assert seen == table_ddl(names)
+    assert other.catalog.tableExists(names.silver(SUPPLIERS))
