@@ -49,10 +49,16 @@ def test_a_hadoop_lakehouse_is_refused_then_migrated_in_place_and_keeps_working(
     assert {t.identifier for t in done} == {t.identifier for t in left}
     assert unmigrated(lake) == [] and migrate(spark, lake) == []  # a second time: nothing
     require_migrated(lake)
-    for table in ("silver.suppliers", "silver.parts", "quarantine.parts", "ops.runs"):
+    runs = ("run_id", "status", "inserted", "quarantined")  # ops.runs' maps do not sort
+    for table, columns in (
+        ("silver.suppliers", ("*",)),
+        ("silver.parts", ("*",)),
+        ("quarantine.parts", ("*",)),
+        ("ops.runs", runs),
+    ):
         assert_df_equality(
-            spark.table(f"{lake.catalog.name}.{table}"),
-            spark.table(f"{name}.{table}"),
+            spark.table(f"{lake.catalog.name}.{table}").select(*columns),
+            spark.table(f"{name}.{table}").select(*columns),
             ignore_row_order=True,
         )
     # The migrated lakehouse goes on: a change batch runs on the new catalog.
