@@ -192,7 +192,7 @@ def test_jars_missing_from_the_jars_dir(tmp_path: Path) -> None:
 
 def test_local_profile_refuses_tables_on_s3() -> None:
     proc = cdf_run("local", "s3://lake/prefix", {})
-    assert_config_error(proc, "hadoop catalog", "--profile aws, docker or jdbc")
+    assert_config_error(proc, "SQLite file under the root", "--profile aws, docker or jdbc")
 
 
 @pytest.mark.parametrize("template", ["{tmp}/user:{secret}@x", "s3://AKIAKEY:{secret}@bucket/lake"])

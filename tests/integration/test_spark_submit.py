@@ -153,12 +153,14 @@ def test_the_parents_trace_reaches_each_spark_submit_child(submitted: dict[str, 
 
 
 def _ops_runs(root: Path) -> list[dict[str, Any]]:
-    """The ``ops.runs`` rows of a local lakehouse, read with pyiceberg (no Spark needed)."""
-    from pyiceberg.table import StaticTable
+    """The ``ops.runs`` rows of a local lakehouse, read with pyiceberg's SQL catalog on the
+    lakehouse's own ``catalog.db`` (no Spark needed)."""
+    from pyiceberg.catalog.sql import SqlCatalog
 
-    metadata = root / "warehouse" / "ops" / "runs" / "metadata"
-    version = (metadata / "version-hint.text").read_text().strip()
-    table = StaticTable.from_metadata(str(metadata / f"v{version}.metadata.json"))
+    catalog = SqlCatalog(
+        "cdf", uri=f"sqlite:///{root.absolute()}/catalog.db", warehouse=str(root / "warehouse")
+    )
+    table = catalog.load_table("ops.runs")
     return table.scan(selected_fields=("run_id", "trace_id", "status")).to_arrow().to_pylist()
 
 
