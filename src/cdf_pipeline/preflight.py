@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from cdf_pipeline.config import SQLITE_JDBC_PREFIX, Settings
 from cdf_pipeline.exceptions import ConfigError, InputError
+from cdf_pipeline.lakehouse import lease
 from cdf_pipeline.lakehouse.migrate import require_migrated
 from cdf_pipeline.storage import Storage, is_s3
 
@@ -60,6 +61,7 @@ def check_run(settings: Settings, storage: Storage, *, create_root: bool = False
         except InputError as exc:
             raise ConfigError(f"{what} location: {exc}") from None
     _check_catalog(settings, storage)
+    lease.check_reachable(settings)
 
 
 def _check_can_create(folder: str) -> None:

@@ -156,7 +156,7 @@ def test_unreachable_jdbc_database(tmp_path: Path) -> None:
 def test_wrong_database_password(postgres: PostgresServer, tmp_path: Path) -> None:
     env = {"CDF__CATALOG__URI": postgres.jdbc_url(), "PGUSER": postgres.user, "PGPASSWORD": SECRET}
     proc = cdf_run("jdbc", str(tmp_path), env)
-    assert_config_error(proc, "password authentication failed")
+    assert_config_error(proc, "rejected the login", "PGPASSWORD")
     assert not (tmp_path / "warehouse" / "silver").exists()
 
 

@@ -174,6 +174,18 @@ def store_for(settings: Settings) -> LeaseStore:
     )
 
 
+def check_reachable(settings: Settings) -> None:
+    """Log in to the lease database once, touching nothing (preflight: a wrong password is one
+    line before Spark starts, not a failure at the run's first step).
+
+    Raises:
+        ConfigError: the database refused the login or cannot be reached.
+    """
+    store = store_for(settings)
+    if store.numbered_params:  # PostgreSQL; a SQLite file is made on first use
+        store.connect().close()
+
+
 def scope_of(settings: Settings) -> str:
     """What one lease table row is scoped to: this lakehouse (catalog, prefix and warehouse)."""
     cat = settings.catalog
