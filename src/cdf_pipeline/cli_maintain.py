@@ -116,23 +116,22 @@ def register(subs: argparse._SubParsersAction) -> None:
         "--retain-days",
         type=_non_negative,
         metavar="DAYS",
-        default=DEFAULT_RETAIN_DAYS,
-        help=f"keep snapshots younger than this many days (default {DEFAULT_RETAIN_DAYS:g})",
+        help="keep snapshots younger than this many days (default: maintenance.retain_days, "
+        f"{DEFAULT_RETAIN_DAYS:g})",
     )
     p.add_argument(
         "--retain-last",
         type=_at_least_one,
         metavar="N",
-        default=DEFAULT_RETAIN_LAST,
-        help=f"... and at least this many of the latest (default {DEFAULT_RETAIN_LAST})",
+        help="... and at least this many of the latest (default: maintenance.retain_last, "
+        f"{DEFAULT_RETAIN_LAST})",
     )
     p.add_argument(
         "--orphan-days",
         type=_orphan_days,
         metavar="DAYS",
-        default=DEFAULT_ORPHAN_DAYS,
-        help="remove unreferenced files only when older than this many days (default "
-        f"{DEFAULT_ORPHAN_DAYS:g}, at least {MIN_ORPHAN_DAYS:g})",
+        help="remove unreferenced files only when older than this many days (default: "
+        f"maintenance.orphan_days, {DEFAULT_ORPHAN_DAYS:g}; at least {MIN_ORPHAN_DAYS:g})",
     )
     p.set_defaults(func=cmd_maintain)
 
@@ -147,7 +146,12 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     tenant = validate_tenant_id(args.tenant) if args.tenant else None
     overrides: dict[str, Any] = {"root": args.root} if args.root else {}
     settings = load_settings(args.profile, tenant=tenant, overrides=overrides)
-    options = Options(args.retain_days, args.retain_last, args.orphan_days)
+    kept = settings.maintenance
+    options = Options(
+        kept.retain_days if args.retain_days is None else args.retain_days,
+        kept.retain_last if args.retain_last is None else args.retain_last,
+        kept.orphan_days if args.orphan_days is None else args.orphan_days,
+    )
     check_run(settings, storage_for(settings))
     spark = build_session(settings, app_name=f"cdf-maintain-{args.mode}")
     try:

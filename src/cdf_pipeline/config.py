@@ -204,6 +204,18 @@ class LeaseSettings(_Section):
     _uri_ok = field_validator("uri")(_no_credentials)
 
 
+class MaintenanceSettings(_Section):
+    """What ``cdf maintain`` keeps (its flags override these)."""
+
+    #: Snapshots younger than this many days are kept ...
+    retain_days: float = Field(7.0, ge=0)
+    #: ... and at least this many of the latest, however old.
+    retain_last: int = Field(5, ge=1)
+    #: Unreferenced files younger than this are left alone: they may belong to a commit in
+    #: flight (Iceberg issue 4194); under a day is refused.
+    orphan_days: float = Field(3.0, ge=1.0)
+
+
 class QualitySettings(_Section):
     """Rules the contract leaves to the operator."""
 
@@ -249,6 +261,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = QualitySettings()
     landing: LandingSettings = LandingSettings()
     lease: LeaseSettings = LeaseSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
 
     _root_ok = field_validator("root")(_no_credentials_in_location)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
+from cdf_pipeline.config import MaintenanceSettings
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.exceptions import ConfigError
 from cdf_pipeline.jars import ICEBERG_VERSION
@@ -45,11 +46,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Snapshots younger than this are kept (time travel to the runs of the last week).
-DEFAULT_RETAIN_DAYS = 7.0
+DEFAULT_RETAIN_DAYS = MaintenanceSettings().retain_days
 #: ... and at least this many of the latest, however old.
-DEFAULT_RETAIN_LAST = 5
+DEFAULT_RETAIN_LAST = MaintenanceSettings().retain_last
 #: Unreferenced files younger than this are left alone: they may belong to a commit in flight.
-DEFAULT_ORPHAN_DAYS = 3.0
+DEFAULT_ORPHAN_DAYS = MaintenanceSettings().orphan_days
 #: Below this the window is unsafe (a slow commit's files could go); refused, as Iceberg does.
 MIN_ORPHAN_DAYS = 1.0
 
