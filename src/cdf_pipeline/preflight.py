@@ -19,6 +19,7 @@ from cdf_pipeline.config import SQLITE_JDBC_PREFIX, Settings
 from cdf_pipeline.exceptions import ConfigError, InputError
 from cdf_pipeline.lakehouse import lease
 from cdf_pipeline.lakehouse.migrate import require_migrated
+from cdf_pipeline.lakehouse.sqlite_catalog import catalog_tables
 from cdf_pipeline.storage import Storage, is_s3
 
 _TIMEOUT_S = 5.0
@@ -44,6 +45,7 @@ def check_run(settings: Settings, storage: Storage, *, create_root: bool = False
             f"which cannot live on S3 ({sqlite}); use --profile aws, docker or jdbc for an s3:// "
             "root, or set catalog.uri to a local jdbc:sqlite: file"
         )
+    _check_catalog_name(settings)
     require_migrated(settings)
     if settings.catalog.type == "hadoop" and is_s3(settings.warehouse_uri):
         raise ConfigError(
@@ -72,6 +74,22 @@ def _check_can_create(folder: str) -> None:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         why = "is not a folder" if not existing.is_dir() else "is not writable"
         raise InputError(f"cannot create {folder}: {existing} {why}; choose another --root")
+
+
+def _check_catalog_name(settings: Settings) -> None:
+    """The SQLite catalog keys its tables by ``catalog.name``: under another name an existing
+    lakehouse reads as empty and a run would start a second set of tables over the same files."""
+    path = settings.sqlite_catalog_path
+    if path is None:
+        return
+    names = sorted(catalog_tables(path))
+    if names and settings.catalog.name not in names:
+        held = ", ".join(f"'{n}'" for n in names)
+        raise ConfigError(
+            f"{path} holds the tables of catalog {held}, not '{settings.catalog.name}': set "
+            f"catalog.name (CDF__CATALOG__NAME) back to {held.split(', ')[0]}, or choose another "
+            "--root for a new lakehouse"
+        )
 
 
 def _check_catalog(settings: Settings, storage: Storage) -> None:

@@ -195,6 +195,25 @@ def test_local_profile_refuses_tables_on_s3() -> None:
     assert_config_error(proc, "SQLite file under the root", "--profile aws, docker or jdbc")
 
 
+def test_a_renamed_catalog_is_refused_before_it_reads_as_empty(tmp_path: Path) -> None:
+    """The SQLite catalog keys tables by ``catalog.name``: a lakehouse made as ``cdf`` and run
+    as ``other`` would look empty and get a second set of tables over the same files."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import NestedField, StringType
+
+    from cdf_pipeline.lakehouse.sqlite_catalog import ensure_catalog_file
+
+    ensure_catalog_file(tmp_path / "catalog.db")
+    made = SqlCatalog("cdf", uri=f"sqlite:///{tmp_path / 'catalog.db'}",
+                      warehouse=str(tmp_path / "warehouse"))  # fmt: skip
+    made.create_namespace("silver")
+    made.create_table("silver.suppliers", Schema(NestedField(1, "id", StringType())))
+    proc = cdf_run("local", str(tmp_path), {"CDF__CATALOG__NAME": "other"})
+    assert_config_error(proc, "holds the tables of catalog 'cdf', not 'other'", "catalog.name")
+    assert set(made.list_tables("silver")) == {("silver", "suppliers")}
+
+
 @pytest.mark.parametrize("template", ["{tmp}/user:{secret}@x", "s3://AKIAKEY:{secret}@bucket/lake"])
 def test_credentials_in_the_root_are_refused_unprinted(tmp_path: Path, template: str) -> None:
     """``--root`` carrying ``user:password@`` (a local path as an S3 URI) is refused before

@@ -11,13 +11,13 @@ current metadata file in the new catalog (Iceberg's ``register_table``) and copi
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cdf_pipeline.config import Settings
 from cdf_pipeline.exceptions import ConfigError
+from cdf_pipeline.lakehouse.sqlite_catalog import catalog_tables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -52,28 +52,13 @@ def hadoop_tables(warehouse: Path) -> list[HadoopTable]:
     return found
 
 
-def registered_tables(database: Path, catalog: str) -> set[str]:
-    """``namespace.table`` of every table the SQLite catalog holds (none when it is new)."""
-    if not database.is_file():
-        return set()
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=60) as conn:
-        try:
-            rows = conn.execute(
-                "SELECT table_namespace, table_name FROM iceberg_tables WHERE catalog_name = ?",
-                (catalog,),
-            ).fetchall()
-        except sqlite3.OperationalError:  # no iceberg_tables yet: nothing registered
-            return set()
-    return {f"{ns}.{name}" for ns, name in rows}
-
-
 def unmigrated(settings: Settings) -> list[HadoopTable]:
     """Hadoop-catalog tables of this lakehouse that its SQLite catalog does not know yet."""
     database = settings.sqlite_catalog_path
     warehouse = Path(settings.warehouse_uri)
     if database is None or not warehouse.is_dir():
         return []
-    known = registered_tables(database, settings.catalog.name)
+    known = catalog_tables(database).get(settings.catalog.name, set())
     return [t for t in hadoop_tables(warehouse) if t.identifier not in known]
 
 

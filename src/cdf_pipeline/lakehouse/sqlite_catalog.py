@@ -14,6 +14,7 @@ statement open.
 from __future__ import annotations
 
 import sqlite3
+from collections import defaultdict
 from contextlib import closing
 from pathlib import Path
 
@@ -39,3 +40,21 @@ def ensure_catalog_file(path: Path) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         for ddl in _TABLES:
             conn.execute(ddl)
+
+
+def catalog_tables(path: Path) -> dict[str, set[str]]:
+    """``namespace.table`` of every table in the file, by catalog name (empty when the file or
+    its tables do not exist yet). Read-only: it creates nothing."""
+    if not path.is_file():
+        return {}
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)) as conn:
+        try:
+            rows = conn.execute(
+                "SELECT catalog_name, table_namespace, table_name FROM iceberg_tables"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no iceberg_tables yet
+            return {}
+    tables: dict[str, set[str]] = defaultdict(set)
+    for catalog, namespace, name in rows:
+        tables[catalog].add(f"{namespace}.{name}")
+    return dict(tables)
