@@ -27,6 +27,9 @@ from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES
+from cdf_pipeline.exceptions import RunFailed
+from cdf_pipeline.lakehouse import lease
+from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline.many import run_tenants
 from cdf_pipeline.pipeline.silver import run_tenant
 from cdf_pipeline.quality.rowhash import ROW_HASH
@@ -190,6 +193,38 @@ def test_the_same_tenant_started_twice_publishes_once(
     assert_df_equality(_silver(spark, lake, tenant), _silver(spark, another_lake, tenant))
     again = run_tenant(spark, lake, tenant)  # the lease was released: the next run goes ahead
     assert again.status == S.NOTHING_NEW
+
+
+def test_a_run_whose_lease_was_taken_over_publishes_nothing_and_is_recorded_failed(
+    spark: SparkSession, lake: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that stalled past its lease's expiry (no heartbeats: a GC pause, a SIGSTOP) while
+    another run took the tenant over stops at its check before publishing: FAILED, exit 1, on
+    record in ops.runs, and not one row of its own in silver or quarantine."""
+    tenant = "stalled"
+    generate([tenant], 300, 300, seed=SEED, root_uri=lake.root)
+    short = lake.model_copy(update={"lease": lake.lease.model_copy(update={"ttl_seconds": 1.0})})
+    monkeypatch.setattr(lease.Lease, "start_heartbeat", lambda self: None)  # the stall
+    taken: list[lease.Lease] = []
+    real_check = lease.Lease.check
+
+    def check_after_a_takeover(self: lease.Lease) -> None:
+        if not taken:  # another run waits out the stalled run's expiry and takes the tenant
+            taken.append(lease.acquire(short, tenant, purpose="run", wait=30.0))
+        real_check(self)
+
+    monkeypatch.setattr(lease.Lease, "check", check_after_a_takeover)
+    with pytest.raises(RunFailed, match="taken over") as failed:
+        run_tenant(spark, short, tenant)
+    taken[0].release()
+    run = failed.value.summary
+    assert run.status == S.FAILED and run.exit_code == 1 and "LeaseLost" in run.message
+    names = TableNames.of(short)
+    recorded = spark.table(names.runs).where(F.col("tenant_id") == tenant)
+    assert [(r.run_id, r.status) for r in recorded.collect()] == [(run.run_id, S.FAILED)]
+    for entity in ENTITIES:
+        for table in (names.silver(entity), names.quarantine(entity)):
+            assert spark.table(table).where(F.col("tenant_id") == tenant).isEmpty(), table
 
 
 @pytest.mark.postgres

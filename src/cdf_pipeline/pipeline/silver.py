@@ -21,7 +21,7 @@ from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES, RULE_SET_VERSION, Entity
 from cdf_pipeline.contracts.order import dependency_order
-from cdf_pipeline.exceptions import CdfError, RunFailed, TenantBusy
+from cdf_pipeline.exceptions import RunFailed, TenantBusy
 from cdf_pipeline.ingest.files import RawFile, tenant_raw_dir
 from cdf_pipeline.lakehouse import lease, merge, ops, quarantine
 from cdf_pipeline.lakehouse.commits import PUBLISH_ATTEMPTS, backoff_seconds, is_commit_conflict
@@ -73,7 +73,9 @@ def run_tenant(
     ``BUSY`` (after waiting up to ``wait`` seconds for it, when given).
 
     Raises:
-        CdfError: when a write fails after staging (the run is recorded as FAILED first).
+        RunFailed: when anything fails once the run has started, its lease lost included (the
+            run is recorded as FAILED first; ``exc.summary`` is its summary).
+        ConfigError: the catalog refused its first contact (nothing was read or written).
     """
     tenant = validate_tenant_id(tenant)
     now = now or datetime.now(timezone.utc)
@@ -160,9 +162,7 @@ def _run_leased(
                 file_row(tenant, run.run_id, now, f) for f in run.files if f.status != "STAGED"
             ]
             ops.record_files(spark, names, manifest)
-    except CdfError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # LeaseLost included: a run that started ends FAILED, on record
         run.status = S.FAILED
         run.message = f"{type(exc).__name__} during the run ({java_root_cause(exc)[:300]})"
         run.seconds = time.monotonic() - started
