@@ -16,8 +16,9 @@ Each is a cold interpreter and JVM, as a scheduler would start them. The order a
 round to round (ours first, then reference first, ...) so that drifting load on a shared machine
 hits both sides alike. Printed per round: wall seconds of each process, the ratio and the load
 average; then the median ratio, and where our job's time went (its stage spans, written by the
-``jsonl`` exporter; median over the rounds). Both must succeed and agree on the rows they put in
-silver, or the script fails.
+``jsonl`` exporter; median over the rounds). Both must succeed, or the script fails; the rows
+each put in silver are printed side by side (they may differ a little: the reference keeps the
+newest of conflicting duplicate versions where the silver job quarantines them).
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from cdf_pipeline.config import load_settings
 from cdf_pipeline.contracts import ENTITIES, Entity, RuleKind
 from cdf_pipeline.contracts.order import dependency_order
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
+from cdf_pipeline.lakehouse.sqlite_catalog import ensure_catalog_file
 from cdf_pipeline.quality.normalise import RAW, normalise
 from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE, append_violations, reason
 from cdf_pipeline.quality.rules import row_reasons
@@ -166,6 +167,8 @@ def main() -> int:
     settings = load_settings("local", overrides={"root": args.root})
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if settings.sqlite_catalog_path is not None:  # the embedded catalog's file, as cdf run makes it
+        ensure_catalog_file(settings.sqlite_catalog_path)
     builder = SparkSession.builder
     for key, value in session_options(settings, "cdf-reference-job").items():
         builder = builder.config(key, value)

@@ -125,8 +125,9 @@ class SparkSettings(_Section):
     log_level: str = "WARN"
     #: Extra options for a driver JVM the job starts (not one spark-submit already started), e.g.
     #: ``-XX:TieredStopAtLevel=1``: the JIT's first tier only, which makes a short run of a small
-    #: tenant in a cold process cost far less CPU (the test suite uses it); leave it off for big
-    #: loads, whose hot loops want the optimising tier.
+    #: tenant in a cold process cost far less CPU (the test suite uses it, with
+    #: ``-XX:ReservedCodeCacheSize=240m``: the first tier alone shrinks the code cache to 48 MB);
+    #: leave it off for big loads, whose hot loops want the optimising tier.
     driver_java_options: str = ""
     conf: dict[str, str] = Field(default_factory=dict)
 
