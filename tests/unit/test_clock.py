@@ -1,5 +1,7 @@
 """The run's clock enters the plans as data (quality/clock.py): each run's own clock decides the
-future-timestamp rule, and a new clock compiles no new code."""
+future-timestamp rule, and a new clock compiles no new code. The rules' expressions are built
+once and shared by every run and tenant (quality/column_memo.py): each run still checks its own
+tenant."""
 
 from __future__ import annotations
 
@@ -63,3 +65,32 @@ def test_with_clock_adds_the_instant_to_every_row(spark: SparkSession) -> None:
     assert_df_equality(
         df.transform(with_clock(NOW)), expected, ignore_nullable=True, ignore_row_order=True
     )
+
+
+def test_each_tenant_is_checked_against_itself_though_the_rules_are_built_once(
+    spark: SparkSession,
+) -> None:
+    df = cases_frame(
+        spark,
+        SUPPLIERS,
+        {
+            "acme's": clean_supplier(tenant_id=TENANT),
+            "globex's": clean_supplier(tenant_id="globex"),
+        },
+    )
+    as_acme = df.transform(validate(SUPPLIERS, TENANT, now=NOW))
+    as_globex = df.transform(validate(SUPPLIERS, "globex", now=NOW))
+    assert_violations(
+        as_acme, {"acme's": [], "globex's": [reason("tenant_id.tenant_mismatch", "globex")]}
+    )
+    assert_violations(
+        as_globex, {"acme's": [reason("tenant_id.tenant_mismatch", TENANT)], "globex's": []}
+    )
+
+
+def test_a_new_tenant_compiles_no_new_code(spark: SparkSession) -> None:
+    df = _frame(spark)
+    df.transform(validate(SUPPLIERS, "initech", now=NOW)).collect()
+    before = _compiled(spark)
+    df.transform(validate(SUPPLIERS, "umbrella", now=NOW)).collect()
+    assert _compiled(spark) == before

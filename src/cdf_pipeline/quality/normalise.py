@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 
 from cdf_pipeline.contracts.model import Entity, Field, Kind, RuleKind
 from cdf_pipeline.contracts.schemas import spark_type
+from cdf_pipeline.quality.column_memo import per_jvm
 from cdf_pipeline.quality.reasons import VIOLATIONS, has_violations, observed, reason, reasons_when
 
 Transform = Callable[[DataFrame], DataFrame]
@@ -135,53 +136,56 @@ def normalise(
     """
 
     def _apply(df: DataFrame) -> DataFrame:
-        types = {f.name: f.dataType for f in df.schema.fields}
-        original = F.struct(*(F.col(f"`{c}`") for c in df.columns))
-        drift = detect_drift(entity, df.columns)
-        outputs: list[Column] = []
-        failures: list[tuple[Column, Column]] = []
-        for f in entity.fields:
-            if f.name in drift.missing_required or f.name in drift.missing_optional:
-                outputs.append(absent_value(f).alias(f.name))
-                if f.name in drift.missing_required:
-                    failures.append(
-                        (F.lit(True), reason(entity.rule(f.name, RuleKind.MISSING_COLUMN)))
-                    )
-                continue
-            if f.kind is Kind.GEO and f.name not in types:
-                lat, lon = (
-                    _from_text(Field(n, Kind.DOUBLE, ""), F.col(n).cast("string")) for n in FLAT_GEO
-                )
-                src = F.to_json(F.struct(*(F.col(n) for n in FLAT_GEO)))
-                failed = (F.col(FLAT_GEO[0]).isNotNull() & lat.isNull()) | (
-                    F.col(FLAT_GEO[1]).isNotNull() & lon.isNull()
-                )
-                # Like any value that cannot be cast, a half-parsed location becomes null.
-                value = F.when(failed | (lat.isNull() & lon.isNull()), F.lit(None)).otherwise(
-                    F.struct(lat.alias("lat"), lon.alias("lon"))
-                )
-            else:
-                src_col = F.col(f"`{f.name}`")
-                value = _convert(f, types[f.name], src_col)
-                src = observed(src_col, types[f.name])
-                failed = _cast_failed(src_col, types[f.name], value)
-                if f.kind is Kind.STRING_ARRAY and not f.required:
-                    # Absent -> empty; a value that did not parse stays null (and is a violation).
-                    value = F.when(~failed, F.coalesce(value, absent_value(f)))
-            outputs.append(value.alias(f.name))
-            failures.append((failed, reason(entity.rule(f.name, RuleKind.TYPE), src)))
-        if extra_columns == "quarantine":
-            for name in drift.extra:
-                failures.append((F.lit(True), reason(entity.rule(name, RuleKind.EXTRA_COLUMN))))
+        columns, violations = _normalised(entity, df.schema, extra_columns)
         extra = [F.lit(source_file).alias("_source_file")] if source_file is not None else []
-        return df.select(
-            *outputs,
-            original.alias(RAW),
-            *extra,
-            reasons_when(failures).alias(VIOLATIONS),
-        )
+        return df.select(*columns, *extra, violations)
 
     return _apply
+
+
+@per_jvm
+def _normalised(
+    entity: Entity, schema: T.StructType, extra_columns: str
+) -> tuple[tuple[Column, ...], Column]:
+    """:func:`normalise`'s columns for a file of this schema (the contract fields and ``_raw``),
+    and its ``_violations``: built once per entity and file shape (column_memo.py)."""
+    types = {f.name: f.dataType for f in schema.fields}
+    original = F.struct(*(F.col(f"`{c}`") for c in schema.names))
+    drift = detect_drift(entity, schema.names)
+    outputs: list[Column] = []
+    failures: list[tuple[Column, Column]] = []
+    for f in entity.fields:
+        if f.name in drift.missing_required or f.name in drift.missing_optional:
+            outputs.append(absent_value(f).alias(f.name))
+            if f.name in drift.missing_required:
+                failures.append((F.lit(True), reason(entity.rule(f.name, RuleKind.MISSING_COLUMN))))
+            continue
+        if f.kind is Kind.GEO and f.name not in types:
+            lat, lon = (
+                _from_text(Field(n, Kind.DOUBLE, ""), F.col(n).cast("string")) for n in FLAT_GEO
+            )
+            src = F.to_json(F.struct(*(F.col(n) for n in FLAT_GEO)))
+            failed = (F.col(FLAT_GEO[0]).isNotNull() & lat.isNull()) | (
+                F.col(FLAT_GEO[1]).isNotNull() & lon.isNull()
+            )
+            # Like any value that cannot be cast, a half-parsed location becomes null.
+            value = F.when(failed | (lat.isNull() & lon.isNull()), F.lit(None)).otherwise(
+                F.struct(lat.alias("lat"), lon.alias("lon"))
+            )
+        else:
+            src_col = F.col(f"`{f.name}`")
+            value = _convert(f, types[f.name], src_col)
+            src = observed(src_col, types[f.name])
+            failed = _cast_failed(src_col, types[f.name], value)
+            if f.kind is Kind.STRING_ARRAY and not f.required:
+                # Absent -> empty; a value that did not parse stays null (and is a violation).
+                value = F.when(~failed, F.coalesce(value, absent_value(f)))
+        outputs.append(value.alias(f.name))
+        failures.append((failed, reason(entity.rule(f.name, RuleKind.TYPE), src)))
+    if extra_columns == "quarantine":
+        for name in drift.extra:
+            failures.append((F.lit(True), reason(entity.rule(name, RuleKind.EXTRA_COLUMN))))
+    return (*outputs, original.alias(RAW)), reasons_when(failures).alias(VIOLATIONS)
 
 
 def keep_original(rows: Literal["rejected", "all"] = "rejected") -> Transform:

@@ -22,6 +22,7 @@ from cdf_pipeline.contracts import rule_registry as R
 from cdf_pipeline.contracts.model import Entity, RuleKind
 from cdf_pipeline.contracts.schemas import spark_type
 from cdf_pipeline.quality.clock import CLOCK, with_clock
+from cdf_pipeline.quality.column_memo import per_jvm
 from cdf_pipeline.quality.reasons import (
     VIOLATIONS,
     append_violations,
@@ -105,6 +106,11 @@ def clipped(text: Column) -> Column:
 
 def row_reasons(entity: Entity, tenant: str, now: Column) -> Column:
     """The violations array of every row rule of ``entity`` plus the tenant check."""
+    return F.concat(rule_reasons(entity, now), tenant_reasons(entity, tenant))
+
+
+def rule_reasons(entity: Entity, now: Column) -> Column:
+    """The violations array of every row rule of ``entity`` (nothing tenant-specific)."""
     pairs = []
     for rule in entity.row_rules:
         f = entity.field(rule.column)
@@ -114,15 +120,17 @@ def row_reasons(entity: Entity, tenant: str, now: Column) -> Column:
                 reason(rule, clipped(observed(F.col(f.name), spark_type(f.kind)))),
             )
         )
-    tenant_rule = entity.rule("tenant_id", RuleKind.TENANT_MATCH)
-    tenant_col = F.col("tenant_id")
-    pairs.append(
-        (
-            tenant_col.isNotNull() & (tenant_col != F.lit(tenant)),
-            reason(tenant_rule, tenant_col),
-        )
-    )
     return reasons_when(pairs)
+
+
+def tenant_reasons(entity: Entity, tenant: str) -> Column:
+    """A one-reason violations array for a row naming another tenant than the run's, else
+    empty. (A string literal is not written into generated code: every tenant shares it.)"""
+    tenant_col = F.col("tenant_id")
+    wrong = tenant_col.isNotNull() & (tenant_col != F.lit(tenant))
+    return reasons_when(
+        [(wrong, reason(entity.rule("tenant_id", RuleKind.TENANT_MATCH), tenant_col))]
+    )
 
 
 def validate(
@@ -141,19 +149,29 @@ def validate(
             literal in the generated code: for tests and one-off use).
         future_skew_seconds: how far past ``now`` a timestamp may be before it is "in the future".
     """
-    # The clock comes in as a column of a broadcast row, not as a literal: the generated code of
-    # this (large) projection is then the same for every run and compiled once (quality/clock.py).
-    clock = F.col(CLOCK) if now is not None else F.current_timestamp()
-    limit = clock + F.expr(f"INTERVAL {int(future_skew_seconds)} SECONDS")
 
     def _apply(df: DataFrame) -> DataFrame:
-        existing = F.col(VIOLATIONS) if VIOLATIONS in df.columns else None
-        found = row_reasons(entity, tenant, limit)
-        merged = append_violations(existing, found) if existing is not None else found
+        appended = VIOLATIONS in df.columns
+        rules = _rule_reasons(entity, int(future_skew_seconds), now is not None)
+        found = F.concat(rules, tenant_reasons(entity, tenant))
+        merged = append_violations(F.col(VIOLATIONS), found) if appended else found
         clocked = df.transform(with_clock(now)) if now is not None else df
         cols = [merged.alias(c) if c == VIOLATIONS else F.col(f"`{c}`") for c in df.columns]
-        if existing is None:
+        if not appended:
             cols.append(merged.alias(VIOLATIONS))
         return clocked.select(*cols)
 
     return _apply
+
+
+@per_jvm
+def _rule_reasons(entity: Entity, future_skew_seconds: int, clocked: bool) -> Column:
+    """:func:`rule_reasons` as :func:`validate` uses them, built once per key (column_memo.py):
+    the entity's rules are the same for every tenant and every run.
+
+    The clock comes in as a column of a broadcast row, not as a literal: the generated code of
+    this (large) projection is then the same for every run and compiled once (clock.py), and
+    the expression itself holds nothing of the run.
+    """
+    clock = F.col(CLOCK) if clocked else F.current_timestamp()
+    return rule_reasons(entity, clock + F.expr(f"INTERVAL {future_skew_seconds} SECONDS"))
