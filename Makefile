@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ROOT ?= ./lakehouse
 DEMO_ROOT ?= ./lakehouse-demo
+# Test processes (pytest-xdist): each may start a Spark driver (2 GB heap) and child JVMs.
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install jars-all demo test test-fast lint typecheck docs bench clean
@@ -34,8 +36,8 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 demo: $(STAMP) ## the main command: generate two tenants, run the silver job twice, print summaries
 	$(BIN)/python -m cdf_pipeline.demo --root $(DEMO_ROOT)
 
-test: jars-all ## the whole test suite (what CI runs)
-	$(BIN)/python -m pytest -q
+test: jars-all ## the whole test suite (what CI runs), in TEST_WORKERS processes
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: $(STAMP) ## the suite without tests marked slow
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -49,8 +49,9 @@ PRICE_LISTS = _price_lists()
 #: short, and the optimising tier's compilations were most of their CPU (a 120-row cold run took
 #: 31 s instead of 88 s on a loaded 2-core machine). Behaviour is the same either way. With C1
 #: only, the JVM's code cache shrinks to 48 MB, which a driver that runs many tenants filled
-#: ("Out of space in CodeCache"): it gets the tiered default's 240 MB back.
-TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+#: ("Out of space in CodeCache"): it gets the tiered default's 240 MB back. The serial collector
+#: suits their small heaps: a cold 120-row run took ~10% less CPU (31-32 s against 28-29 s).
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
 
 
 def cli_env(**overrides: str) -> dict[str, str]:
