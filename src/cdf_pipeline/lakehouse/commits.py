@@ -6,6 +6,11 @@ runs of different tenants ever need, since they write different partitions. What
 re-apply is a change whose validation fails against the new snapshot (``ValidationException``) or
 that ran out of retries (``CommitFailedException``): the run then stages again from silver as it
 is now and publishes that, since every publish step is idempotent.
+
+Creating the tables races too, once, on a new lakehouse: two processes' ``CREATE NAMESPACE IF
+NOT EXISTS`` both find no namespace and both insert it, and the JDBC catalog reports the loser's
+insert as a key violation, not as "already exists" (which Spark's ``IF NOT EXISTS`` would
+ignore). Run again, the statement finds what the winner created.
 """
 
 from __future__ import annotations
@@ -16,13 +21,26 @@ import random
 PUBLISH_ATTEMPTS = 4
 _BASE_S, _CAP_S = 1.0, 30.0
 _CONFLICTS = ("CommitFailedException", "ValidationException", "CommitStateUnknownException")
+#: A concurrent creation of the same name: Iceberg's own exceptions, SQLite's and PostgreSQL's
+#: unique-key violations (the JDBC catalog passes them on as they are).
+_CREATION_RACES = ("AlreadyExistsException", "SQLITE_CONSTRAINT", "duplicate key value")
 
 
 def is_commit_conflict(exc: BaseException) -> bool:
     """Whether ``exc`` (a py4j or pyspark wrapper, or a cause of it) is an Iceberg conflict."""
+    return _names_any(exc, _CONFLICTS)
+
+
+def is_creation_race(exc: BaseException, root_cause: str = "") -> bool:
+    """Whether ``exc`` (or its Java ``root_cause``, as text) says another writer created the
+    same namespace or table first."""
+    return any(name in root_cause for name in _CREATION_RACES) or _names_any(exc, _CREATION_RACES)
+
+
+def _names_any(exc: BaseException, names: tuple[str, ...]) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
-        if any(name in str(seen) or name in type(seen).__name__ for name in _CONFLICTS):
+        if any(name in str(seen) or name in type(seen).__name__ for name in names):
             return True
         seen = seen.__cause__
     return False

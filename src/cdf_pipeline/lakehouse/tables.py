@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
 from cdf_pipeline.exceptions import ConfigError
+from cdf_pipeline.lakehouse.commits import is_creation_race
 from cdf_pipeline.landing.record import columns_sql as landed_columns_sql
 from cdf_pipeline.run_record import runs_columns_sql
 from cdf_pipeline.tenants import validate_tenant_id
@@ -156,6 +157,8 @@ _DONE: weakref.WeakKeyDictionary[SparkSession, dict[TableNames, set[str]]] = (
     weakref.WeakKeyDictionary()
 )
 _DONE_LOCK = threading.Lock()
+#: Times a DDL statement runs when it keeps losing a race to create the same name.
+DDL_ATTEMPTS = 3
 
 
 def ensure_tables(spark: SparkSession, names: TableNames) -> None:
@@ -175,14 +178,25 @@ def ensure_tables(spark: SparkSession, names: TableNames) -> None:
         for stmt in table_ddl(names):
             if stmt in done:
                 continue
-            try:
-                spark.sql(stmt)
-            except Exception as exc:  # py4j and pyspark wrappers of the catalog's Java exception
-                raise ConfigError(
-                    f"catalog {names.catalog!r} refused {stmt.split('(')[0].strip()!r}: "
-                    f"{java_root_cause(exc)}; check the catalog settings and credentials"
-                ) from exc
+            _run_ddl(spark, names, stmt)
             done.add(stmt)
+
+
+def _run_ddl(spark: SparkSession, names: TableNames, stmt: str) -> None:
+    """One ``CREATE ... IF NOT EXISTS``, run again if another process created the same name
+    at the same moment (lakehouse/commits.py: the JDBC catalog reports that as a key violation)."""
+    for attempt in range(1, DDL_ATTEMPTS + 1):
+        try:
+            spark.sql(stmt)
+            return
+        except Exception as exc:  # py4j and pyspark wrappers of the catalog's Java exception
+            cause = java_root_cause(exc)
+            if attempt < DDL_ATTEMPTS and is_creation_race(exc, cause):
+                continue
+            raise ConfigError(
+                f"catalog {names.catalog!r} refused {stmt.split('(')[0].strip()!r}: "
+                f"{cause}; check the catalog settings and credentials"
+            ) from exc
 
 
 def java_root_cause(exc: BaseException) -> str:

@@ -44,4 +44,5 @@ def per_jvm(build: Callable[..., T]) -> Callable[..., T]:
         return cached(_jvm_identity(), *args)
 
     memoised.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    memoised.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
     return memoised
