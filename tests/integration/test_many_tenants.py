@@ -92,13 +92,7 @@ def test_ten_tenants_as_ten_processes_two_rounds(tmp_path: Path) -> None:
 
     root = tmp_path / "lake"
     runs: dict[str, list[dict[str, Any]]] = {t: [] for t in TENANTS}
-    # Ten JVMs on the machine's cores: each sized for one (its thread pools, GC and JIT
-    # threads), or they spend their time switching between each other's threads.
-    env = cli_env(
-        CDF__SPARK__MASTER="local[1]",
-        CDF__SPARK__SHUFFLE_PARTITIONS="2",
-        CDF__SPARK__DRIVER_JAVA_OPTIONS=f"{TEST_JVM_OPTIONS} -XX:ActiveProcessorCount=1",
-    )
+    env = cli_env(CDF__SPARK__MASTER="local[1]", CDF__SPARK__SHUFFLE_PARTITIONS="2")
     for batch in (1, 2):
         _generate(root, batch)
         procs = {
