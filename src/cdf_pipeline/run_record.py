@@ -69,6 +69,10 @@ class Audit:
     detail: str
 
 
+#: A raw object's outcome when it is not data (the reason in ``note``): reported, never read.
+FILE_IGNORED = "IGNORED"
+
+
 @dataclass
 class FileResult:
     entity: str
@@ -289,6 +293,8 @@ def format_summary(s: RunSummary) -> str:
     for f in s.files:
         if f.error:
             lines.append(f"  FAILED {f.file}: {f.error}")
-        if f.note:
+        elif f.status == FILE_IGNORED:
+            lines.append(f"  IGNORED {f.file}: {f.note}")
+        elif f.note:
             lines.append(f"  DRIFT {f.file}: {f.note}")
     return "\n".join(lines)

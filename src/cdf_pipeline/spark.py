@@ -189,6 +189,9 @@ def session_options(
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.parquet.datetimeRebaseModeInRead": "CORRECTED",
+        # Nanosecond timestamps (what pandas writes by default) cannot be read as timestamps
+        # by Spark 3.5: read as long nanoseconds, and made timestamps again (ingest/read.py).
+        "spark.sql.legacy.parquet.nanosAsLong": "true",
         "spark.sql.legacy.timeParserPolicy": "CORRECTED",
         "spark.sql.iceberg.handle-timestamp-without-timezone": "true",
         # Applies to JVMs PySpark launches (not to one spark-submit already started).

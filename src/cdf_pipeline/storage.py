@@ -172,12 +172,14 @@ class Storage:
         leave the tree left out: :meth:`list_tree` says which)."""
         return self.list_tree(uri, suffixes).files
 
-    def list_entries(self, uri: str) -> tuple[list[FileEntry], list[tuple[str, str]]]:
+    def list_entries(
+        self, uri: str, *, trusted_root: str | None = None
+    ) -> tuple[list[FileEntry], list[tuple[str, str]]]:
         """Every file below ``uri`` with its size and modification time, sorted by path, and the
-        links refused there as (path, reason) (see :meth:`list_tree`)."""
+        links refused there as (path, reason) (see :meth:`list_tree`). Reads no file's bytes."""
         if is_s3(uri):
             return self._s3_entries(uri), []
-        listing = self.list_tree(uri, ("",))
+        listing = self.list_tree(uri, ("",), trusted_root=trusted_root)
         entries = []
         for path in listing.files:
             st = os.stat(path)

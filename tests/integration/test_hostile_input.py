@@ -131,6 +131,8 @@ def test_odd_files_fail_alone_and_the_rest_publishes(spark: SparkSession, lake: 
         "empty.csv": ("FAILED", None, EMPTY_FILE),
         "empty.parquet": ("FAILED", None, EMPTY_FILE),
         "outside.csv": ("FAILED", None, LINK_LEAVES_ROOT),
+        # The link's target is listed too: not a data file, so reported, never read as one.
+        "linked.dat": ("IGNORED", None, None),
     }
     counts = run.entities["suppliers"]
     assert (counts.read, counts.inserted, counts.quarantined) == (3, 3, 0)
@@ -162,6 +164,7 @@ def test_odd_files_fail_alone_and_the_rest_publishes(spark: SparkSession, lake: 
         ("empty.csv", "FAILED", EMPTY_FILE),
         ("empty.parquet", "FAILED", EMPTY_FILE),
         ("outside.csv", "FAILED", LINK_LEAVES_ROOT),
+        ("linked.dat", "IGNORED", None),
     }
 
     # The file that cannot be accounted for does not hold the tenant's later runs either.

@@ -67,7 +67,13 @@ FILES_COLUMNS = """`tenant_id` string,
   `ingested_at` timestamp,
   `status` string,
   `error` string,
-  `note` string"""
+  `note` string,
+  `size` bigint,
+  `mtime_ns` bigint"""
+
+#: Manifest columns added after the first release, with their types: an existing
+#: ``ops.ingested_files`` gets them (:func:`ensure_tables`), its old rows read null.
+FILES_COLUMNS_ADDED = {"size": "bigint", "mtime_ns": "bigint"}
 
 
 NAMESPACES = ("silver", "quarantine", "ops")
@@ -180,6 +186,22 @@ def ensure_tables(spark: SparkSession, names: TableNames) -> None:
                 continue
             _run_ddl(spark, names, stmt)
             done.add(stmt)
+        for stmt in _added_columns_ddl(spark, names, done):
+            _run_ddl(spark, names, stmt)
+
+
+def _added_columns_ddl(spark: SparkSession, names: TableNames, done: set[str]) -> list[str]:
+    """``ALTER TABLE ... ADD COLUMNS`` for a manifest made before its newer columns (once per
+    session: the check reads the table's schema, a metadata load)."""
+    marker = f"-- columns of {names.ingested_files}"
+    if marker in done:
+        return []
+    done.add(marker)
+    have = set(spark.table(names.ingested_files).columns)
+    missing = [f"`{c}` {t}" for c, t in FILES_COLUMNS_ADDED.items() if c not in have]
+    if not missing:
+        return []
+    return [f"ALTER TABLE {names.ingested_files} ADD COLUMNS ({', '.join(missing)})"]
 
 
 def _run_ddl(spark: SparkSession, names: TableNames, stmt: str) -> None:

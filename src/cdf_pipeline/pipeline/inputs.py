@@ -1,12 +1,18 @@
-"""A run's inputs: which raw files are new (by content hash), their drift notes, manifest rows.
+"""A run's inputs: every object under the tenant's raw tree with its outcome, drift notes,
+manifest rows.
 
-Content already ingested for the tenant is skipped on its hash alone, before anything else of the
-file is read; a new file is pre-checked (footer or CSV count) so a corrupt one fails alone.
+Choosing files reads no data bytes on the driver. A file settled before (ingested, or the same
+bytes as an ingested one) is recognised from the listing alone: its path, size and modification
+time are in the manifest. Only the rest is read, by executors in one Spark job
+(:mod:`cdf_pipeline.ingest.inspect_job`): its content hash (the same bytes under a new name are
+still skipped, and recorded so the next listing knows them) and its pre-check (footer or CSV
+count), so a file that cannot be read fails alone.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -15,40 +21,87 @@ from pyspark.sql import SparkSession
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES
-from cdf_pipeline.ingest.files import EMPTY_SHA256, RawFile, discover, inspect_file
+from cdf_pipeline.ingest.files import (
+    EMPTY_SHA256,
+    RawFile,
+    classify,
+    discover,
+    entity_dir,
+)
+from cdf_pipeline.ingest.inspect_job import inspect_files
 from cdf_pipeline.lakehouse import ops
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.quality.normalise import detect_drift
-from cdf_pipeline.storage import canonical, storage_for
+from cdf_pipeline.storage import canonical, s3_config, storage_for
 
 logger = logging.getLogger(__name__)
+
+#: Why a new name is not read: its bytes were ingested before.
+SAME_CONTENT = "the same content as a file already ingested"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a run found under the tenant's raw tree, each object with its outcome.
+
+    Attributes:
+        new: the files to read, per entity (hashed and pre-checked).
+        failed: files that cannot be read, each with ``error``.
+        ignored: objects that are not data, each with the reason as ``error``.
+        duplicates: new names whose bytes were ingested before (recorded as SKIPPED).
+        skipped: files not read again: settled before, or duplicates.
+        any_files: whether the tenant has any object there at all.
+    """
+
+    new: dict[str, list[RawFile]]
+    failed: list[RawFile] = field(default_factory=list)
+    ignored: list[RawFile] = field(default_factory=list)
+    duplicates: list[RawFile] = field(default_factory=list)
+    skipped: int = 0
+    any_files: bool = False
 
 
 def select_new_files(
     spark: SparkSession, names: TableNames, settings: Settings, tenant: str
-) -> tuple[dict[str, list[RawFile]], list[RawFile], int, bool]:
-    """(good new files per entity, unreadable files, skipped count, tenant has any raw files)."""
-    storage = storage_for(settings)
-    found = discover(storage, settings.raw_uri, tenant)
-    any_files = any(listing.files or listing.refused for listing in found.values())
-    done = ops.ingested_hashes(spark, names, tenant) if any_files else set()
-    new: dict[str, list[RawFile]] = {name: [] for name in ENTITIES}
+) -> Selection:
+    """Every object of the tenant's raw tree with its outcome (see the module docstring)."""
+    found = discover(storage_for(settings), settings.raw_uri, tenant)
+    any_files = any(f.files or f.refused for f in found.values())
+    known = ops.manifest(spark, names, tenant) if any_files else None
     # Refused links are reported, never read (not even hashed): their sha256 is empty.
-    bad = [RawFile(n, path, "", error=why) for n, ls in found.items() for path, why in ls.refused]
+    failed = [RawFile(n, path, "", error=why) for n, f in found.items() for path, why in f.refused]
+    ignored: list[RawFile] = []
+    unknown: list[RawFile] = []
     skipped = 0
-    seen: set[str] = set()
     for name, listing in found.items():
-        for path in listing.files:
-            sha = storage.sha256(path)
-            # Known content is not read any further; every empty file is reported (they all
-            # share one hash, and none is ever ingested).
-            if sha != EMPTY_SHA256 and (sha in done or sha in seen):
+        folder = entity_dir(settings.raw_uri, tenant, name)
+        for entry in listing.files:
+            raw = RawFile(name, entry.uri, "", size=entry.size, mtime_ns=entry.mtime_ns)
+            key = (canonical(entry.uri), entry.size, entry.mtime_ns)
+            unread = classify(folder, entry.uri)
+            if unread is None and known is not None and key in known.settled:
                 skipped += 1
-                continue
-            seen.add(sha)
-            raw = inspect_file(storage, name, path, sha256=sha)
-            (bad if raw.error else new[name]).append(raw)
-    return new, bad, skipped, any_files
+            elif unread is None:
+                unknown.append(raw)
+            elif unread.failed:
+                failed.append(RawFile(name, entry.uri, "", error=unread.reason))
+            elif known is None or key not in known.ignored:
+                ignored.append(replace(raw, error=unread.reason))
+    new: dict[str, list[RawFile]] = {name: [] for name in ENTITIES}
+    duplicates: list[RawFile] = []
+    seen: set[str] = set()
+    done = known.ingested if known is not None else frozenset()
+    for raw in inspect_files(spark, s3_config(settings), unknown):
+        # Known content is not read any further; every empty file is reported (they all
+        # share one hash, and none is ever ingested).
+        if raw.sha256 != EMPTY_SHA256 and (raw.sha256 in done or raw.sha256 in seen):
+            duplicates.append(raw)
+            continue
+        seen.add(raw.sha256)
+        (failed if raw.error else new[raw.entity]).append(raw)
+    return Selection(
+        new, failed, ignored, duplicates, skipped + len(duplicates), any_files=any_files
+    )
 
 
 def drift_note(raw: RawFile, extra_policy: str) -> str | None:
@@ -67,7 +120,11 @@ def drift_note(raw: RawFile, extra_policy: str) -> str | None:
     return "; ".join(notes) or None
 
 
-def file_row(tenant: str, run_id: str, now: datetime, f: S.FileResult) -> dict[str, Any]:
+def file_row(
+    tenant: str, run_id: str, now: datetime, f: S.FileResult, listed: RawFile | None
+) -> dict[str, Any]:
+    """The manifest row of one file's outcome (``listed``: the file as listed, for its size and
+    modification time; None for an object that was never listed, such as a refused link)."""
     return {
         "tenant_id": tenant,
         "entity": f.entity,
@@ -79,4 +136,24 @@ def file_row(tenant: str, run_id: str, now: datetime, f: S.FileResult) -> dict[s
         "status": f.status,
         "error": f.error,
         "note": f.note,
+        "size": listed.size if listed is not None and listed.mtime_ns else None,
+        "mtime_ns": listed.mtime_ns if listed is not None and listed.mtime_ns else None,
     }
+
+
+def manifest_rows(run: S.RunSummary, selection: Selection, now: datetime) -> list[dict[str, Any]]:
+    """The manifest rows of a run: every file outcome it decided (not the STAGED ones of a run
+    that did not publish), and a SKIPPED row for each new name of known content."""
+    listed = {
+        f.path: f
+        for f in [*selection.ignored, *selection.duplicates, *selection.failed]
+        + [f for files in selection.new.values() for f in files]
+    }
+    decided = [f for f in run.files if f.status != "STAGED"]
+    skipped = [
+        S.FileResult(f.entity, f.path, f.sha256, f.rows, ops.SKIPPED, note=SAME_CONTENT)
+        for f in selection.duplicates
+    ]
+    return [
+        file_row(run.tenant, run.run_id, now, f, listed.get(f.file)) for f in [*decided, *skipped]
+    ]

@@ -32,7 +32,7 @@ from cdf_pipeline.lakehouse.tables import (
     java_root_cause,
 )
 from cdf_pipeline.pipeline.audits import parent_keys, run_audits
-from cdf_pipeline.pipeline.inputs import drift_note, file_row, select_new_files
+from cdf_pipeline.pipeline.inputs import Selection, drift_note, manifest_rows, select_new_files
 from cdf_pipeline.pipeline.stage import StagedEntity, stage_entity
 from cdf_pipeline.run_record import trace_run
 from cdf_pipeline.telemetry import current_trace_id, record_exception, set_attributes, stage
@@ -120,11 +120,16 @@ def _run_leased(
     tenant = run.tenant
     names = TableNames.of(settings)
     ensure_tables(spark, names)
-    new, bad, run.skipped_files, any_files = select_new_files(spark, names, settings, tenant)
-    unreadable = [S.FileResult(f.entity, f.path, f.sha256, None, ops.FAILED, f.error) for f in bad]
+    selection = select_new_files(spark, names, settings, tenant)
+    new, bad, run.skipped_files = selection.new, selection.failed, selection.skipped
+    unreadable = [
+        *(S.FileResult(f.entity, f.path, f.sha256, None, ops.FAILED, f.error) for f in bad),
+        *(S.FileResult(f.entity, f.path, "", None, ops.IGNORED, note=f.error)
+          for f in selection.ignored),
+    ]  # fmt: skip
     run.files = list(unreadable)
     if not any(new.values()):
-        _finish_without_data(spark, names, settings, run, any_files, now, started)
+        _finish_without_data(spark, names, settings, run, selection, now, started)
         return
     run.snapshots_before = _snapshots(spark, names)
     try:
@@ -158,10 +163,7 @@ def _run_leased(
         run.seconds = time.monotonic() - started
         with stage("record_run", **{"cdf.tenant": tenant}):
             ops.record_run(spark, names, _finished(run).row())
-            manifest = [
-                file_row(tenant, run.run_id, now, f) for f in run.files if f.status != "STAGED"
-            ]
-            ops.record_files(spark, names, manifest)
+            ops.record_files(spark, names, manifest_rows(run, selection, now))
     except Exception as exc:  # LeaseLost included: a run that started ends FAILED, on record
         run.status = S.FAILED
         run.message = f"{type(exc).__name__} during the run ({java_root_cause(exc)[:300]})"
@@ -339,27 +341,29 @@ def _finish_without_data(
     names: TableNames,
     settings: Settings,
     run: S.RunSummary,
-    any_files: bool,
+    selection: Selection,
     now: datetime,
     started: float,
 ) -> None:
     raw_dir = tenant_raw_dir(settings.raw_uri, run.tenant)
-    if not _is_known(spark, settings, names, run.tenant, any_files):
+    failed = [f for f in run.files if f.status == ops.FAILED]
+    if not _is_known(spark, settings, names, run.tenant, selection.any_files):
         run.status = S.UNKNOWN_TENANT
         run.message = (
             f"unknown tenant {run.tenant!r}: no raw files under {raw_dir}, no run history and no "
             f"conf/tenants/{run.tenant}.yaml; check the id, or create data with "
             f"'cdf generate --tenants {run.tenant}'"
         )
-    elif run.files:
+    elif failed:
         run.status = S.FAILED
-        run.message = f"nothing ingested: {len(run.files)} new file(s) could not be read"
-        ops.record_files(
-            spark, names, [file_row(run.tenant, run.run_id, now, f) for f in run.files]
-        )
+        run.message = f"nothing ingested: {len(failed)} new file(s) could not be read"
+        ops.record_files(spark, names, manifest_rows(run, selection, now))
     else:
         run.status = S.NOTHING_NEW
         run.message = (
             f"nothing new to ingest for {run.tenant} ({run.skipped_files} file(s) already ingested)"
         )
+        # Objects seen for the first time that are not data, and new names of known content:
+        # recorded once, so the next listing knows them.
+        ops.record_files(spark, names, manifest_rows(run, selection, now))
     run.seconds = time.monotonic() - started

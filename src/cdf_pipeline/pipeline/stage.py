@@ -191,7 +191,7 @@ def stage_entity(
     plan = plan_stage(
         counts.read, n_candidates, broadcast_parents, settings.spark.broadcast_max_rows
     )
-    row_counts = FileRowCounts()
+    row_counts = FileRowCounts(spark)
     with stage("read", **attrs, **{"cdf.files": len(files)}):
         rows = read_normalised(
             spark,
@@ -202,7 +202,7 @@ def stage_entity(
             row_counts=row_counts,
         )
     validated = _validated(rows, attrs, keep)
-    unaccounted = row_counts.unaccounted(files) if validated is not None else []
+    unaccounted = row_counts.unaccounted() if validated is not None else []
     if unaccounted:
         # Rare (the readers agree on valid CSV): stage again without those files, so that they
         # fail alone instead of failing the whole tenant's count invariant on every run.

@@ -111,6 +111,23 @@ def _convert(f: Field, source: T.DataType, c: Column) -> Column:
     return c.cast(target)
 
 
+_NESTED = (T.ArrayType, T.StructType, T.MapType)
+
+
+def _fits(f: Field, source: T.DataType) -> bool:
+    """Whether a column of type ``source`` can hold values of ``f`` (text always can: it is
+    parsed, value by value). Lists take lists of scalars, locations structs of two fields,
+    scalars anything but a list, a struct or a map."""
+    if isinstance(source, T.StringType):
+        return True
+    if f.kind is Kind.STRING_ARRAY:
+        return isinstance(source, T.ArrayType) and not isinstance(source.elementType, _NESTED)
+    if f.kind is Kind.GEO:
+        return isinstance(source, T.StructType) and len(source.fields) == 2
+    binary = isinstance(source, T.BinaryType) and f.kind is not Kind.STRING
+    return not (isinstance(source, _NESTED) or binary)
+
+
 def _cast_failed(source_col: Column, source: T.DataType, result: Column) -> Column:
     """The source held a value (not blank text) but the converted result is null."""
     present = source_col.isNotNull()
@@ -120,15 +137,23 @@ def _cast_failed(source_col: Column, source: T.DataType, result: Column) -> Colu
 
 
 def normalise(
-    entity: Entity, source_file: str | None = None, *, extra_columns: str = "ignore"
+    entity: Entity,
+    source_file: str | Column | None = None,
+    *,
+    extra_columns: str = "ignore",
+    exclude: str | None = None,
 ) -> Transform:
-    """A transform from one file's raw DataFrame to the contract's columns.
+    """A transform from raw rows of one shape (one file, or one scan of files alike) to the
+    contract's columns.
 
     Args:
         entity: the contract to normalise to.
-        source_file: recorded in ``_source_file`` when given.
+        source_file: recorded in ``_source_file`` when given (a name, or a column of each
+            row's file name).
         extra_columns: ``"ignore"`` drops columns the contract does not know (the caller reports
             them); ``"quarantine"`` gives every row an ``<column>.extra_column`` violation.
+        exclude: a column of the input that is not the customer's (the scan's file path): left
+            out of the row as sent and of the drift.
 
     Output columns: the contract fields in contract order (typed), ``_raw`` (the row as the
     customer sent it, a struct: free until :func:`keep_original` renders it), ``_source_file``
@@ -136,8 +161,12 @@ def normalise(
     """
 
     def _apply(df: DataFrame) -> DataFrame:
-        columns, violations = _normalised(entity, df.schema, extra_columns)
-        extra = [F.lit(source_file).alias("_source_file")] if source_file is not None else []
+        sent = T.StructType([f for f in df.schema.fields if f.name != exclude])
+        columns, violations = _normalised(entity, sent, extra_columns)
+        extra = []
+        if source_file is not None:
+            name = F.lit(source_file) if isinstance(source_file, str) else source_file
+            extra.append(name.alias("_source_file"))
         return df.select(*columns, *extra, violations)
 
     return _apply
@@ -172,6 +201,14 @@ def _normalised(
             value = F.when(failed | (lat.isNull() & lon.isNull()), F.lit(None)).otherwise(
                 F.struct(lat.alias("lat"), lon.alias("lon"))
             )
+        elif not _fits(f, types[f.name]):
+            # A nested value where a scalar is wanted, or a scalar where a list or a location
+            # is: a type violation, never its text rendering (a struct cast to a string would
+            # publish "{x, 0}" as a name).
+            src_col = F.col(f"`{f.name}`")
+            value = F.lit(None).cast(spark_type(f.kind))
+            src = observed(src_col, types[f.name])
+            failed = src_col.isNotNull()
         else:
             src_col = F.col(f"`{f.name}`")
             value = _convert(f, types[f.name], src_col)
