@@ -1,0 +1,196 @@
+"""The silver job on a real Spark cluster: a standalone master and two one-core workers on
+loopback, the lakehouse on S3 (moto), Iceberg's JDBC catalog on PostgreSQL (atomic commits).
+
+Two tenants, as a user would run them on a cluster: a first load with ``cdf run --tenants
+... --parallel 2``, a change batch with ``spark-submit --master spark://... jobs/silver_job.py``,
+and a rerun that finds nothing new. The same files go through the same runs in local mode into a
+second lakehouse; silver, quarantine and ops must then be equal row for row, bar the values that
+name a run, a wall-clock time or where the lakehouse is. The executors' own logs prove that tasks
+ran on both workers, not in the driver. Per-JVM state of the job (expressions built once per
+driver, the run clock as data, the lease heartbeat thread) is exercised by the two tenants of one
+driver and by the equality with local mode.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from chispa import assert_df_equality
+from conftest import TEST_JVM_OPTIONS, cli_env, require
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from servers.postgres import PostgresServer
+from servers.spark_cluster import SparkCluster, start_cluster, stop_cluster
+
+from cdf_pipeline.run_record import COUNT_KEYS
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.s3, pytest.mark.postgres]
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TENANTS = ("north", "south")
+ROWS = "150"
+TIMEOUT_S = 900
+#: moto accepts any credentials; throwaway test values.
+AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+#: Values that name a run or a write's wall-clock time: they differ between the two lakehouses.
+RUN_VALUES = {
+    "silver": ["_run_id", "_ingested_at"],
+    "quarantine": ["_run_id", "_quarantined_at", "_resolved_run_id", "_resolved_at"],
+}
+
+
+def side_env(
+    endpoint: str, pg: PostgresServer, catalog: str, master: str, **extra: str
+) -> dict[str, str]:
+    """A cdf child's environment: the jdbc profile on the test servers, ``master`` for Spark."""
+    return cli_env(
+        **AWS,
+        AWS_ENDPOINT_URL=endpoint,
+        CDF__CATALOG__URI=pg.jdbc_url(),
+        CDF__CATALOG__NAME=catalog,
+        PGUSER=pg.user,
+        PGPASSWORD=pg.password,
+        CDF__SPARK__MASTER=master,
+        CDF__SPARK__SHUFFLE_PARTITIONS="2",
+        **extra,
+    )
+
+
+def run(cmd: list[str], env: dict[str, str]) -> list[dict[str, Any]]:
+    """The child's JSON lines (a tenant's summary each, or the generator's)."""
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return [json.loads(ln) for ln in done.stdout.splitlines() if ln.startswith("{")]
+
+
+def cdf(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cdf_pipeline.cli", *args, "--profile", "jdbc", "--json"]
+
+
+def by_tenant(lines: list[dict[str, Any]]) -> dict[str, str]:
+    return {ln["tenant"]: ln["status"] for ln in lines if "tenant" in ln}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[SparkCluster]:
+    env = cli_env(**AWS, AWS_ENDPOINT_URL=s3_endpoint)
+    try:
+        started = start_cluster(tmp_path_factory.mktemp("cluster"), env)
+    except (RuntimeError, OSError) as exc:
+        require(False, f"the Spark standalone cluster did not start: {exc}")
+        raise
+    try:
+        yield started
+    finally:
+        stop_cluster(started)
+
+
+def lakehouse_tables(pg: PostgresServer, endpoint: str, catalog: str, out: Path) -> dict[str, Path]:
+    """Every table of one lakehouse, read by pyiceberg and written to local Parquet files."""
+    from pyiceberg.catalog import load_catalog
+
+    props = {
+        "type": "sql",
+        "uri": f"postgresql+psycopg2://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{pg.database}",
+        "s3.endpoint": endpoint,
+        "s3.path-style-access": "true",
+        "s3.access-key-id": AWS["AWS_ACCESS_KEY_ID"],
+        "s3.secret-access-key": AWS["AWS_SECRET_ACCESS_KEY"],
+        "s3.region": AWS["AWS_REGION"],
+    }
+    iceberg = load_catalog(catalog, **props)
+    files = {}
+    for name in ("silver.suppliers", "silver.parts", "quarantine.suppliers",
+                 "quarantine.parts", "ops.runs", "ops.ingested_files"):  # fmt: skip
+        files[name] = out / f"{catalog}-{name}.parquet"
+        pq.write_table(iceberg.load_table(name).scan().to_arrow(), files[name])
+    return files
+
+
+def comparable(spark: SparkSession, name: str, path: Path) -> DataFrame:
+    """The table as both lakehouses must hold it: without run ids, times and locations."""
+    df = spark.read.parquet(str(path))
+    kind = name.split(".")[0]
+    if kind in RUN_VALUES:
+        return df.drop(*RUN_VALUES[kind])
+    if name == "ops.ingested_files":
+        return df.select(
+            "tenant_id", "entity", F.regexp_extract("file", r"[^/]*$", 0).alias("file"),
+            "sha256", "rows", "status", "error", "note", "size",
+        )  # fmt: skip
+    return df.select(
+        "tenant_id", "status", "pass_rate", *COUNT_KEYS,
+        F.array_sort(F.map_entries("violation_counts")).alias("violation_counts"),
+    )  # fmt: skip
+
+
+def test_two_tenants_on_a_standalone_cluster_equal_local_mode(
+    spark: SparkSession,
+    cluster: SparkCluster,
+    s3_endpoint: str,
+    postgres: PostgresServer,
+    tmp_path: Path,
+) -> None:
+    import boto3
+
+    bucket = f"cdf-cluster-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    roots = {"cluster": f"s3://{bucket}/cluster", "local": f"s3://{bucket}/local"}
+    catalogs = {"cluster": f"c{uuid.uuid4().hex[:8]}", "local": f"l{uuid.uuid4().hex[:8]}"}
+    envs = {
+        "cluster": side_env(s3_endpoint, postgres, catalogs["cluster"], cluster.master),
+        "local": side_env(s3_endpoint, postgres, catalogs["local"], "local[2]"),
+    }
+    tenants = ",".join(TENANTS)
+
+    def generate(side: str, batch: int) -> None:
+        args = ("generate", "--tenants", tenants, "--suppliers", ROWS, "--parts", ROWS,
+                "--batch", str(batch), "--seed", "11", "--root", roots[side])  # fmt: skip
+        run(cdf(*args), envs[side])
+
+    def cdf_run(side: str) -> dict[str, str]:
+        args = ("run", "--tenants", tenants, "--parallel", "2", "--root", roots[side])
+        return by_tenant(run(cdf(*args), envs[side]))
+
+    for side in ("cluster", "local"):
+        generate(side, 1)
+    assert cdf_run("cluster") == {t: "SUCCEEDED" for t in TENANTS}
+    assert cdf_run("local") == {t: "SUCCEEDED" for t in TENANTS}
+    for side in ("cluster", "local"):
+        generate(side, 2)
+    submit = [str(BIN / "spark-submit"), "--master", cluster.master,
+              "--driver-java-options", TEST_JVM_OPTIONS, str(REPO / "jobs" / "silver_job.py"),
+              "--tenants", tenants, "--parallel", "2", "--profile", "jdbc",
+              "--root", roots["cluster"], "--json"]  # fmt: skip
+    assert by_tenant(run(submit, envs["cluster"])) == {t: "SUCCEEDED" for t in TENANTS}
+    assert cdf_run("local") == {t: "SUCCEEDED" for t in TENANTS}
+    assert cdf_run("cluster") == {t: "NOTHING_NEW" for t in TENANTS}
+
+    # Tasks ran in executors on both workers (their own logs), in each of the three drivers.
+    assert all(n > 0 for n in cluster.finished_tasks()), cluster.finished_tasks()
+    apps = [a for a in cluster.applications() if a.get("state") == "FINISHED"]
+    assert len(apps) >= 3, apps
+
+    cluster_tables = lakehouse_tables(postgres, s3_endpoint, catalogs["cluster"], tmp_path)
+    local_tables = lakehouse_tables(postgres, s3_endpoint, catalogs["local"], tmp_path)
+    for name, path in cluster_tables.items():
+        assert_df_equality(
+            comparable(spark, name, path),
+            comparable(spark, name, local_tables[name]),
+            ignore_row_order=True,
+            ignore_nullable=True,
+        )
