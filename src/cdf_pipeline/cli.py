@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
 from cdf_pipeline import __version__, telemetry
-from cdf_pipeline.exceptions import CdfError, ConfigError, InputError
+from cdf_pipeline.exceptions import CdfError, ConfigError, InputError, Interrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+logger = logging.getLogger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # boto3 announces where it found credentials on every client: noise for a CLI user.
     logging.getLogger("botocore").setLevel(logging.WARNING)
     traced = _start_telemetry(args)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         return int(args.func(args))
     except (ConfigError, InputError) as exc:
@@ -79,12 +82,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CdfError as exc:
         print(f"cdf {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except Interrupted as exc:
+        print(f"cdf {args.command}: stopped by {exc.name}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"cdf {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
         if traced:
             telemetry.finish()  # flush and stop, bounded by the export timeout
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (what Kubernetes, systemd and most schedulers send first) stops a command as
+    Ctrl-C does: Spark's jobs are cancelled (as pyspark does on SIGINT), and the exception unwinds
+    the run, which records itself FAILED and releases its tenant lease. Exit 143."""
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if context is not None:
+        try:
+            context.cancelAllJobs()
+        except Exception:  # the JVM may be gone already; stopping is what matters
+            logger.debug("could not cancel Spark jobs on SIGTERM", exc_info=True)
+    raise Interrupted(signum, "SIGTERM")
 
 
 def _start_telemetry(args: argparse.Namespace) -> bool:

@@ -199,8 +199,9 @@ def test_a_run_whose_lease_was_taken_over_publishes_nothing_and_is_recorded_fail
     spark: SparkSession, lake: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run that stalled past its lease's expiry (no heartbeats: a GC pause, a SIGSTOP) while
-    another run took the tenant over stops at its check before publishing: FAILED, exit 1, on
-    record in ops.runs, and not one row of its own in silver or quarantine."""
+    another run took the tenant over stops at its next step (the lease is checked before each
+    entity is staged, before the audits and before each publish write): FAILED, exit 1, on
+    record in ops.runs once, and not one row of its own in silver or quarantine."""
     tenant = "stalled"
     generate([tenant], 300, 300, seed=SEED, root_uri=lake.root)
     short = lake.model_copy(update={"lease": lake.lease.model_copy(update={"ttl_seconds": 1.0})})
@@ -219,9 +220,12 @@ def test_a_run_whose_lease_was_taken_over_publishes_nothing_and_is_recorded_fail
     taken[0].release()
     run = failed.value.summary
     assert run.status == S.FAILED and run.exit_code == 1 and "LeaseLost" in run.message
+    # It stopped at its first step after the takeover: no audit ran, no counts to contradict.
+    assert (run.audits, run.entities) == ([], {})
+    assert "\n" not in str(failed.value)
     names = TableNames.of(short)
     recorded = spark.table(names.runs).where(F.col("tenant_id") == tenant)
-    assert [(r.run_id, r.status) for r in recorded.collect()] == [(run.run_id, S.FAILED)]
+    assert [(r.run_id, r.status, r.read) for r in recorded.collect()] == [(run.run_id, S.FAILED, 0)]
     for entity in ENTITIES:
         for table in (names.silver(entity), names.quarantine(entity)):
             assert spark.table(table).where(F.col("tenant_id") == tenant).isEmpty(), table

@@ -21,7 +21,7 @@ from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES, RULE_SET_VERSION, Entity
 from cdf_pipeline.contracts.order import dependency_order
-from cdf_pipeline.exceptions import RunFailed, TenantBusy
+from cdf_pipeline.exceptions import LeaseLost, RunFailed, TenantBusy
 from cdf_pipeline.ingest.files import RawFile, tenant_raw_dir
 from cdf_pipeline.lakehouse import lease, merge, ops, quarantine
 from cdf_pipeline.lakehouse.commits import PUBLISH_ATTEMPTS, backoff_seconds, is_commit_conflict
@@ -164,16 +164,37 @@ def _run_leased(
         with stage("record_run", **{"cdf.tenant": tenant}):
             ops.record_run(spark, names, _finished(run).row())
             ops.record_files(spark, names, manifest_rows(run, selection, now))
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (the CLI's handler): on record too
+        run.status = S.FAILED
+        how = exc.args[0] if exc.args else "SIGINT"
+        run.message = f"interrupted by {how} before it finished; run it again"
+        _fail(spark, names, run, now, started, span, exc)
+        raise
     except Exception as exc:  # LeaseLost included: a run that started ends FAILED, on record
         run.status = S.FAILED
         run.message = f"{type(exc).__name__} during the run ({java_root_cause(exc)[:300]})"
-        run.seconds = time.monotonic() - started
-        record_exception(span, exc)
-        _record_failure(spark, names, run, now)
-        trace_run(span, run)
+        if isinstance(exc, LeaseLost):  # it stopped before publishing: nothing to count
+            run.entities, run.audits = {}, []
+        _fail(spark, names, run, now, started, span, exc)
         raise RunFailed(
             f"silver run {run.run_id} for tenant {tenant} failed: {run.message}", run
         ) from exc
+
+
+def _fail(
+    spark: SparkSession,
+    names: TableNames,
+    run: S.RunSummary,
+    now: datetime,
+    started: float,
+    span: Any,
+    exc: BaseException,
+) -> None:
+    """Record a run that started and failed (FAILED, with its message) and trace it."""
+    run.seconds = time.monotonic() - started
+    record_exception(span, exc)
+    _record_failure(spark, names, run, now)
+    trace_run(span, run)
 
 
 def _stage_and_publish(
@@ -194,6 +215,7 @@ def _stage_and_publish(
         # Parents first: each child is checked against its parents' keys as they will be
         # once this run is published (silver's plus this run's).
         for entity in dependency_order(ENTITIES):
+            held.check()  # a run overtaken while it stalled stops at its next step
             keys, small = None, False
             if entity.foreign_keys:
                 keys, small = parent_keys(
@@ -206,6 +228,7 @@ def _stage_and_publish(
             )  # fmt: skip
             _fail_unaccounted(staged[entity.name], new, bad, run)
         run.entities = {name: s.counts for name, s in staged.items()}
+        held.check()
         with stage("audits", **{"cdf.tenant": tenant}):
             run.audits = run_audits(spark, settings, names, staged, tenant)
         if not all(a.passed for a in run.audits):
