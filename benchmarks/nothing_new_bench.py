@@ -52,9 +52,9 @@ class ByteCounter:
             self.driver_opens += 1
             return real_random(storage, uri)
 
-        def counted_inspect(spark: Any, s3: Any, files: list[Any]) -> Any:
+        def counted_inspect(spark: Any, s3: Any, files: list[Any], *args: Any) -> Any:
             self.executor_bytes += sum(f.size for f in files)
-            return real_inspect(spark, s3, files)
+            return real_inspect(spark, s3, files, *args)
 
         Storage.open = counted_open  # type: ignore[method-assign]
         Storage.open_random = counted_random  # type: ignore[method-assign]

@@ -11,6 +11,7 @@ come from the environment or the AWS default chain.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from collections.abc import Mapping
@@ -143,9 +144,25 @@ class StorageSettings(_Section):
     s3_region: str | None = None
     #: Path-style bucket addressing; default: on for a custom endpoint, off for AWS.
     s3_path_style: bool | None = None
+    #: The text encoding of the tenant's CSV files (a tenant file sets it when its system
+    #: exports e.g. latin-1 or cp1252); text that does not decode fails the file, never lands
+    #: as replacement characters.
+    csv_encoding: str = "utf-8"
 
     _uris_ok = field_validator("s3_endpoint_url")(_no_credentials)
     _locations_ok = field_validator("raw", "labels")(_no_credentials_in_location)
+
+    @field_validator("csv_encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            # Python's canonical name (latin-1 -> iso8859-1): one that Java's charsets, which
+            # Spark's CSV reader uses, know as well.
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(
+                f"unknown text encoding {value!r}: use a name such as utf-8, latin-1 or cp1252"
+            ) from None
 
 
 class LandingSettings(_Section):

@@ -173,9 +173,9 @@ def test_a_known_file_is_never_read_again(
     inspected: list[list[str]] = []
     real_inspect = inputs.inspect_files
 
-    def counting_inspect(spark: SparkSession, s3: Any, files: list[Any]) -> Any:
+    def counting_inspect(spark: SparkSession, s3: Any, files: list[Any], *args: Any) -> Any:
         inspected.append([Path(f.path).name for f in files])
-        return real_inspect(spark, s3, files)
+        return real_inspect(spark, s3, files, *args)
 
     opened: list[str] = []
 
@@ -224,9 +224,9 @@ def test_a_manifest_without_listing_keys_is_upgraded_once(
     inspected: list[int] = []
     real_inspect = inputs.inspect_files
 
-    def counting_inspect(spark: SparkSession, s3: Any, files: list[Any]) -> Any:
+    def counting_inspect(spark: SparkSession, s3: Any, files: list[Any], *args: Any) -> Any:
         inspected.append(len(files))
-        return real_inspect(spark, s3, files)
+        return real_inspect(spark, s3, files, *args)
 
     monkeypatch.setattr(inputs, "inspect_files", counting_inspect)
     upgraded = run_tenant(spark, lake, TENANT)
@@ -262,3 +262,19 @@ def test_many_files_of_one_shape_are_one_scan(spark: SparkSession, tmp_path: Pat
         "_source_file string, count long",
     )
     assert_df_equality(per_file, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_tenant_declares_its_csv_encoding(spark: SparkSession, lake: Settings) -> None:
+    """Latin-1 text fails under the default (above); declared, it lands as sent."""
+    name = "Müller Präzisionsteile GmbH"
+    text = "supplier_id,tenant_id,legal_name,country,contact_email,source_timestamp\n"
+    text += f"{ulid(95)},{TENANT},{name},DE,m@mueller.de,2025-05-01T00:00:00Z\n"
+    write_bytes(folder_of(lake) / "latin1.csv", text.encode("latin-1"))
+    declared = {**lake.storage.model_dump(), "csv_encoding": "latin-1"}  # validated as loaded
+    storage = type(lake.storage).model_validate(declared)
+    run = run_tenant(spark, lake.model_copy(update={"storage": storage}), TENANT)
+    assert run.status == S.SUCCEEDED, run.message
+    names = TableNames(lake.catalog.name)
+    silver = spark.table(names.silver("suppliers")).where(F.col("tenant_id") == TENANT)
+    expected = spark.createDataFrame([(ulid(95), name)], "supplier_id string, legal_name string")
+    assert_df_equality(silver.select("supplier_id", "legal_name"), expected, ignore_nullable=True)

@@ -303,3 +303,12 @@ def test_a_credential_in_a_location_is_refused_without_echoing_it(
 def test_locations_without_userinfo_are_accepted(root: str) -> None:
     """A colon and an at-sign in different segments, or an at-sign alone, are not userinfo."""
     assert load("local", overrides={"root": root}).root == root
+
+
+def test_a_csv_encoding_is_checked_and_named_as_spark_knows_it() -> None:
+    declared = load_settings("local", overrides={"storage": {"csv_encoding": "latin-1"}})
+    assert declared.storage.csv_encoding == "iso8859-1"  # Java's charsets know this name
+    with pytest.raises(
+        ConfigError, match=r"storage\.csv_encoding.*unknown text encoding 'klingon'"
+    ):
+        load_settings("local", overrides={"storage": {"csv_encoding": "klingon"}})

@@ -15,6 +15,7 @@ count is the count Spark reads (the run checks that too, per file).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import os
@@ -156,27 +157,35 @@ def tenant_raw_dir(raw_root: str, tenant: str) -> str:
 #: The CSV pre-check's first block size; doubled up to the last while a field does not fit.
 _CSV_BLOCKS = (1 << 24, 1 << 26, 1 << 28, 1 << 30)
 NOT_UTF8 = (
-    "the file is not valid UTF-8 text; send it as UTF-8 (the job never lands text with "
-    "replacement characters)"
+    "the file is not valid UTF-8 text; send it as UTF-8, or declare the tenant's encoding "
+    "(storage.csv_encoding in conf/tenants/<tenant>.yaml): text is never landed with "
+    "replacement characters"
 )
+
+
+def not_encoded(encoding: str) -> str:
+    """Why a CSV file fails when its bytes are not text in the tenant's declared encoding."""
+    if codecs.lookup(encoding).name == "utf-8":
+        return NOT_UTF8
+    return f"the file is not valid {encoding} text (the tenant's storage.csv_encoding)"
 
 
 class FileRefused(ValueError):
     """A file the job will not read, with a reason meant for the customer who sent it."""
 
 
-def _csv_header(storage: Storage, uri: str, block: int) -> list[str]:
-    options = pacsv.ReadOptions(block_size=block)
+def _csv_header(storage: Storage, uri: str, block: int, encoding: str) -> list[str]:
+    options = pacsv.ReadOptions(block_size=block, encoding=encoding)
     with storage.open(uri) as stream:
         reader = pacsv.open_csv(stream, read_options=options, parse_options=CSV_PARSE)
         return list(reader.schema.names)
 
 
-def _csv_count(storage: Storage, uri: str, header: list[str], block: int) -> int:
+def _csv_count(storage: Storage, uri: str, header: list[str], block: int, encoding: str) -> int:
     """Records counted in a stream with every column read as text: constant memory, no type
     inference that a later block could contradict, and every byte checked to be UTF-8."""
     convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in header})
-    options = pacsv.ReadOptions(block_size=block)
+    options = pacsv.ReadOptions(block_size=block, encoding=encoding)
     rows = 0
     with storage.open(uri) as stream:
         reader = pacsv.open_csv(
@@ -187,22 +196,22 @@ def _csv_count(storage: Storage, uri: str, header: list[str], block: int) -> int
     return rows
 
 
-def _csv_columns_and_rows(storage: Storage, uri: str) -> tuple[tuple[str, ...], int]:
+def _csv_columns_and_rows(storage: Storage, uri: str, encoding: str) -> tuple[tuple[str, ...], int]:
     """The header's column names (quotes, BOM and line ends handled by the parser) and the
     number of records. A record longer than the reader's block is read with a larger block
     (an RFC 4180 file may hold a field of any length); text that is not UTF-8 is refused."""
     for i, block in enumerate(_CSV_BLOCKS):
         try:
-            header = _csv_header(storage, uri, block)
+            header = _csv_header(storage, uri, block, encoding)
             if not header or not header[0]:
                 raise FileRefused("the CSV file has no header line")
             if why := duplicate_columns(header):
                 raise FileRefused(why)
-            return tuple(header), _csv_count(storage, uri, header, block)
+            return tuple(header), _csv_count(storage, uri, header, block, encoding)
         except pa.ArrowInvalid as exc:
             text = str(exc)
             if "UTF8" in text or "UTF-8" in text:
-                raise FileRefused(NOT_UTF8) from exc
+                raise FileRefused(not_encoded(encoding)) from exc
             if "straddl" not in text or i == len(_CSV_BLOCKS) - 1:
                 raise
     raise AssertionError("unreachable")
@@ -219,24 +228,33 @@ def _parquet_columns_and_rows(
     return tuple(schema.names), int(meta.num_rows), tuple(str(t) for t in schema.types)
 
 
-def _columns_and_rows(storage: Storage, uri: str) -> tuple[tuple[str, ...], int, tuple[str, ...]]:
+def _columns_and_rows(
+    storage: Storage, uri: str, encoding: str = "utf-8"
+) -> tuple[tuple[str, ...], int, tuple[str, ...]]:
     """Column names, row count and (Parquet) column types, from the footer or the CSV text.
 
     This independent count is what the run's ``read`` total is audited against.
     """
     if file_format(uri) == "csv":
-        return (*_csv_columns_and_rows(storage, uri), ())
+        return (*_csv_columns_and_rows(storage, uri, encoding), ())
     return _parquet_columns_and_rows(storage, uri)
 
 
-def inspect_file(storage: Storage, entity: str, uri: str, *, sha256: str | None = None) -> RawFile:
-    """Hash (unless ``sha256`` is known) and pre-check one file; a file that cannot be read
-    carries ``error`` instead of rows."""
+def inspect_file(
+    storage: Storage,
+    entity: str,
+    uri: str,
+    *,
+    sha256: str | None = None,
+    encoding: str = "utf-8",
+) -> RawFile:
+    """Hash (unless ``sha256`` is known) and pre-check one file (a CSV file as text in
+    ``encoding``); a file that cannot be read carries ``error`` instead of rows."""
     sha = sha256 or storage.sha256(uri)
     if sha == EMPTY_SHA256:
         return RawFile(entity, uri, sha, error=EMPTY_FILE)
     try:
-        columns, rows, types = _columns_and_rows(storage, uri)
+        columns, rows, types = _columns_and_rows(storage, uri, encoding)
     except FileRefused as exc:
         return RawFile(entity, uri, sha, error=str(exc))
     except Exception as exc:

@@ -28,16 +28,19 @@ from cdf_pipeline.storage import S3Config, Storage
 _TASKS_PER_CORE = 4
 
 
-def _inspect_partition(s3: S3Config, files: Iterator[RawFile]) -> Iterator[RawFile]:
+def _inspect_partition(s3: S3Config, encoding: str, files: Iterator[RawFile]) -> Iterator[RawFile]:
     """Runs on an executor: each file hashed and pre-checked (one storage client per task)."""
     storage = Storage(s3)
     for f in files:
-        inspected = inspect_file(storage, f.entity, f.path)
+        inspected = inspect_file(storage, f.entity, f.path, encoding=encoding)
         yield replace(inspected, size=f.size, mtime_ns=f.mtime_ns)
 
 
-def inspect_files(spark: SparkSession, s3: S3Config, files: list[RawFile]) -> list[RawFile]:
-    """``files`` (entity, path, size, mtime) hashed and pre-checked by executors, in order.
+def inspect_files(
+    spark: SparkSession, s3: S3Config, files: list[RawFile], encoding: str = "utf-8"
+) -> list[RawFile]:
+    """``files`` (entity, path, size, mtime) hashed and pre-checked by executors, in order
+    (CSV files read as text in ``encoding``).
 
     One Spark job whatever the file count; nothing runs when there are no files.
     """
@@ -45,7 +48,9 @@ def inspect_files(spark: SparkSession, s3: S3Config, files: list[RawFile]) -> li
         return []
     sc = spark.sparkContext
     slices = max(1, min(len(files), sc.defaultParallelism * _TASKS_PER_CORE))
-    inspected = sc.parallelize(files, slices).mapPartitions(partial(_inspect_partition, s3))
+    inspected = sc.parallelize(files, slices).mapPartitions(
+        partial(_inspect_partition, s3, encoding)
+    )
     sc.setJobDescription(f"cdf: hash and pre-check {len(files)} new raw file(s)")
     try:
         return list(inspected.collect())

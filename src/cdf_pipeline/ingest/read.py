@@ -26,7 +26,9 @@ from cdf_pipeline.telemetry import stage
 PATH = "_file_path"
 
 
-def read_raw(spark: SparkSession, raw: RawFile | list[RawFile]) -> DataFrame:
+def read_raw(
+    spark: SparkSession, raw: RawFile | list[RawFile], encoding: str = "utf-8"
+) -> DataFrame:
     """Files of one shape as Spark reads them in one scan: Parquet with its own types, CSV as
     text (no inference).
 
@@ -43,7 +45,7 @@ def read_raw(spark: SparkSession, raw: RawFile | list[RawFile]) -> DataFrame:
     if files[0].fmt == "csv":
         return (
             spark.read.option("header", True)
-            .option("encoding", "UTF-8")
+            .option("encoding", encoding)
             .option("multiLine", True)
             .option("quote", '"')
             .option("escape", '"')
@@ -117,8 +119,9 @@ class FileRowCounts:
     count-invariant audit.
     """
 
-    def __init__(self, spark: SparkSession) -> None:
+    def __init__(self, spark: SparkSession, encoding: str = "utf-8") -> None:
         self._spark = spark
+        self._encoding = encoding
         self._observed: list[tuple[list[RawFile], Observation]] = []
 
     def observe(self, files: list[RawFile], df: DataFrame) -> DataFrame:
@@ -139,7 +142,7 @@ class FileRowCounts:
             if int(observation.get["rows"]) == sum(f.rows or 0 for f in files):
                 continue
             counted = (
-                read_raw(self._spark, files)
+                read_raw(self._spark, files, self._encoding)
                 .select(F.col("_metadata.file_path").alias(PATH))
                 .groupBy(PATH)
                 .count()
@@ -162,6 +165,7 @@ def read_normalised(
     extra_columns: str = "ignore",
     per_file: Callable[[DataFrame], DataFrame] | None = None,
     row_counts: FileRowCounts | None = None,
+    encoding: str = "utf-8",
 ) -> DataFrame | None:
     """Every file normalised to the contract, then ``per_file`` applied, one scan per shape
     (:func:`by_shape`), the scans unioned.
@@ -173,7 +177,7 @@ def read_normalised(
     """
     frames = []
     for group in by_shape(files):
-        raw = read_raw(spark, group).select("*", F.col("_metadata.file_path").alias(PATH))
+        raw = read_raw(spark, group, encoding).select("*", F.col("_metadata.file_path").alias(PATH))
         if row_counts is not None:
             raw = row_counts.observe(group, raw)
         to_contract = normalise(

@@ -91,7 +91,8 @@ def select_new_files(
     duplicates: list[RawFile] = []
     seen: set[str] = set()
     done = known.ingested if known is not None else frozenset()
-    for raw in inspect_files(spark, s3_config(settings), unknown):
+    encoding = settings.storage.csv_encoding
+    for raw in inspect_files(spark, s3_config(settings), unknown, encoding):
         # Known content is not read any further; every empty file is reported (they all
         # share one hash, and none is ever ingested).
         if raw.sha256 != EMPTY_SHA256 and (raw.sha256 in done or raw.sha256 in seen):
@@ -104,17 +105,26 @@ def select_new_files(
     )
 
 
+#: Column names a drift note lists at most (a file may send thousands): the rest are counted.
+NOTE_NAMES = 10
+
+
+def some_names(names: tuple[str, ...], limit: int = NOTE_NAMES) -> str:
+    """The first ``limit`` names, comma-separated, and how many more there are."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
 def drift_note(raw: RawFile, extra_policy: str) -> str | None:
     """A one-line description of how the file's columns differ from the contract (or None)."""
     drift = detect_drift(ENTITIES[raw.entity], list(raw.columns))
     notes = []
     if drift.missing_required:
-        notes.append(
-            f"missing required columns {', '.join(drift.missing_required)} (rows quarantined)"
-        )
+        missing = some_names(drift.missing_required)
+        notes.append(f"missing required columns {missing} (rows quarantined)")
     if drift.extra:
         action = "ignored" if extra_policy == "ignore" else "rows quarantined"
-        notes.append(f"extra columns {', '.join(drift.extra)} ({action})")
+        notes.append(f"extra columns {some_names(drift.extra)} ({action})")
     if notes:
         logger.warning("schema drift in %s: %s", raw.name, "; ".join(notes))
     return "; ".join(notes) or None

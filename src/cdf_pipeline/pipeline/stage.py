@@ -191,7 +191,8 @@ def stage_entity(
     plan = plan_stage(
         counts.read, n_candidates, broadcast_parents, settings.spark.broadcast_max_rows
     )
-    row_counts = FileRowCounts(spark)
+    encoding = settings.storage.csv_encoding
+    row_counts = FileRowCounts(spark, encoding)
     with stage("read", **attrs, **{"cdf.files": len(files)}):
         rows = read_normalised(
             spark,
@@ -200,6 +201,7 @@ def stage_entity(
             extra_columns=settings.quality.extra_columns,
             per_file=validated_rows(entity, tenant, settings, now),
             row_counts=row_counts,
+            encoding=encoding,
         )
     validated = _validated(rows, attrs, keep)
     unaccounted = row_counts.unaccounted() if validated is not None else []
