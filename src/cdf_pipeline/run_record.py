@@ -35,6 +35,10 @@ BUSY = "BUSY"  # another run held the tenant's lease: nothing was read or writte
 #: Exit code of a run that found its tenant busy: neither success nor bad data; try later.
 EXIT_BUSY = 3
 FAILED = "FAILED"
+#: A run's record while it publishes: written before its first publish write, replaced by its
+#: final record once its files are in the manifest. One left behind is a run that was killed;
+#: the tenant's next run finishes it (pipeline/silver.py). Never summed as a success.
+PUBLISHING = "PUBLISHING"
 
 
 @dataclass

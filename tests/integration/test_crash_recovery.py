@@ -1,10 +1,14 @@
-"""A run killed with SIGKILL in the middle of its publish, then run again, equals one clean run.
+"""A run killed with SIGKILL at any commit point of its publish, then run again, equals one
+clean run: its data, and its record.
 
-Two roots get byte-identical raw files (same generator seed). Root A: batch 1 cleanly, then
-``cdf -v run`` for batch 2 in a child process that is SIGKILLed (with its Spark JVM) once the
-publish has committed its first silver write, then the same command again. Root B: batch 1 and
-batch 2 cleanly. Silver, quarantine and the file manifest of A and B must then be equal, bar the
-lineage values that name a run or a wall-clock time.
+Two roots get byte-identical raw files (same generator seed). Root B: batches 1, 2 and 3
+cleanly. Root A: batches 1 and 2 cleanly, then ``cdf -v run`` for batch 3 (updates, new rows,
+rejected rows and late parents that promote waiting parts) in a child process that is
+SIGKILLed (with its Spark JVM) right after one commit point, and again in the next child at the
+next point, through every commit point of the publish in order: the run's PUBLISHING record, the
+quarantine write, the silver append, the MERGE, the quarantine resolve, the manifest. Then a last
+run. Silver, quarantine, the file manifest and ``ops.runs`` (each batch's counts, one record
+each) of A and B must then be equal, bar the values that name a run or a wall-clock time.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.pipeline.silver import run_tenant
+from cdf_pipeline.run_record import COUNT_KEYS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 TENANT = "crash"
 SUPPLIERS, PARTS, SEED = 2000, 2000, 7
-LEASE_TTL_S = 30
+LEASE_TTL_S = 6
 RUN_TIMEOUT_S = 1200  # generous: only reached if a child hangs (CI runs take well under a minute)
 
 # Values that name the run or the wall-clock time of a write: they differ between A and B.
@@ -47,12 +52,15 @@ IGNORED = {
     "silver": ["_run_id", "_ingested_at"],
     "quarantine": ["_run_id", "_quarantined_at", "_resolved_run_id", "_resolved_at"],
 }
-# The first silver write of the publish has committed: ``stage X took`` is logged when the stage's
-# ``with`` block exits, i.e. after its Iceberg commit returned. Publish order is quarantine
-# inserts, then per entity append and MERGE, so at this line both quarantine MERGEs and one silver
-# append are committed and the next write (the suppliers' MERGE of updates, or the parts' append)
-# is starting.
-KILL_AT = re.compile(r"cdf_pipeline\.telemetry: stage append took")
+#: The commit points of a publish, in order: ``stage X took`` is logged when the stage's ``with``
+#: block exits, i.e. right after its Iceberg commit returned (the first such write of a run).
+COMMIT_POINTS = (
+    "journal", "quarantine_write", "append", "merge", "quarantine_resolve", "record_files",
+)  # fmt: skip
+
+
+def kill_at(point: str) -> re.Pattern[str]:
+    return re.compile(rf"cdf_pipeline\.telemetry: stage {point} took")
 
 
 def _attach_catalog(spark: SparkSession, root: Path) -> Settings:
@@ -138,12 +146,14 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _kill_during_publish(root: Path, catalog: str, log: Path) -> int:
-    """Start ``cdf -v run`` and SIGKILL its process group at ``KILL_AT``; the child's exit code."""
+def _kill_during_publish(root: Path, catalog: str, log: Path, point: str) -> int:
+    """Start ``cdf -v run`` (waiting out a killed run's lease) and SIGKILL its process group
+    right after commit ``point``; the child's exit code."""
     tail: deque[str] = deque(maxlen=40)
+    cmd = [*_cdf_run(root), "--wait", str(10 * LEASE_TTL_S)]
     with log.open("w") as out:
         proc = subprocess.Popen(
-            _cdf_run(root), env=_child_env(catalog), stdout=out, stderr=subprocess.PIPE, text=True,
+            cmd, env=_child_env(catalog), stdout=out, stderr=subprocess.PIPE, text=True,
             start_new_session=True,  # its own process group: the Spark JVM and workers join it
         )  # fmt: skip
         assert proc.stderr is not None
@@ -152,7 +162,7 @@ def _kill_during_publish(root: Path, catalog: str, log: Path) -> int:
             for line in reader.lines(RUN_TIMEOUT_S):
                 if "cdf_pipeline" in line:
                     tail.append(line)
-                if KILL_AT.search(line):
+                if kill_at(point).search(line):
                     _kill_group(proc.pid)
                     break
             else:
@@ -212,47 +222,54 @@ def _runs(spark: SparkSession, lake: Settings) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_killed_publish_then_rerun_equals_one_clean_run(
+def _records(spark: SparkSession, lake: Settings) -> DataFrame:
+    """Each run record's status and counts (sums over ops.runs must be exact)."""
+    return (
+        spark.table(f"{lake.catalog.name}.ops.runs")
+        .where(F.col("tenant_id") == TENANT)
+        .select("status", *COUNT_KEYS, "pass_rate")
+        .orderBy("read", "inserted")
+    )
+
+
+def test_killed_at_every_commit_point_then_rerun_equals_one_clean_run(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     root_a, root_b = tmp_path / "a", tmp_path / "b"
     a, b = _attach_catalog(spark, root_a), _attach_catalog(spark, root_b)
 
-    # Batch 1 cleanly on both roots (batch 2 is generated afterwards: a run ingests every new file).
-    assert _generate(root_a, 1) == _generate(root_b, 1)  # content-addressed names: same bytes
-    _run_in_process(spark, a)
-    _run_in_process(spark, b)
-    assert _generate(root_a, 2) == _generate(root_b, 2)
+    # Batches 1 and 2 cleanly on both roots (each generated once the last ran: a run ingests
+    # every new file). Batch 2 leaves parts waiting for their suppliers; batch 3 brings them.
+    for batch in (1, 2):
+        assert _generate(root_a, batch) == _generate(root_b, batch)  # content-addressed names
+        _run_in_process(spark, a)
+        _run_in_process(spark, b)
+    assert _generate(root_a, 3) == _generate(root_b, 3)
 
-    # B: batch 2 cleanly. It must update and insert, or the kill below would not hit a MERGE.
+    # B: batch 3 cleanly. It must write at every commit point, or a kill below would miss one.
     clean = _run_in_process(spark, b)
     assert clean.total("updated") > 0 and clean.total("inserted") > 0
+    assert clean.total("quarantined") > 0 and clean.total("promoted") > 0
 
-    # A: batch 2 killed mid-publish, then the same command again.
-    before = _snapshot_counts(spark, a)
-    code = _kill_during_publish(root_a, a.catalog.name, tmp_path / "killed.log")
-    assert code == -signal.SIGKILL
-    # The killed run's lease outlives it until it expires: a run now is BUSY and touches nothing.
-    busy = run_tenant(spark, a, TENANT)
-    assert busy.status == S.BUSY and "holds its lease" in busy.message, busy.message
-    after_kill = _snapshot_counts(spark, a)
-    # The kill landed after publishing began (quarantine and a silver append committed) and
-    # before the run was recorded: the state a rerun has to repair.
-    assert after_kill["quarantine.suppliers"] > before["quarantine.suppliers"]
-    assert after_kill["quarantine.parts"] > before["quarantine.parts"]
-    assert sum(after_kill[f"silver.{e}"] - before[f"silver.{e}"] for e in ENTITIES) >= 1
-    assert _runs(spark, a) == [S.SUCCEEDED]
+    # A: batch 3 killed right after each commit point in turn, each child resuming the last.
+    for i, point in enumerate(COMMIT_POINTS):
+        before = _snapshot_counts(spark, a)
+        code = _kill_during_publish(root_a, a.catalog.name, tmp_path / f"killed{i}.log", point)
+        assert code == -signal.SIGKILL
+        if i == 0:  # the first kill: only the record of the run being published was written
+            assert _snapshot_counts(spark, a) == before
+        # No record claims the batch as done before its files are in the manifest.
+        assert _runs(spark, a) == [S.SUCCEEDED, S.SUCCEEDED, S.PUBLISHING], point
+        busy = run_tenant(spark, a, TENANT)  # the killed run's lease outlives it a while
+        assert busy.status == S.BUSY and "holds its lease" in busy.message, busy.message
 
-    # Asked to wait, the rerun takes the lease over once it has expired.
-    rerun = subprocess.run(
-        [*_cdf_run(root_a), "--wait", str(3 * LEASE_TTL_S)], env=_child_env(a.catalog.name),
-        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
-    )  # fmt: skip
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr[-5000:]
-    assert S.SUCCEEDED in rerun.stdout
-    assert _runs(spark, a) == [S.SUCCEEDED, S.SUCCEEDED]
+    # Killed after its manifest: only the final status is missing, and the next run gives it.
+    last = run_tenant(spark, a, TENANT, wait=10 * LEASE_TTL_S)
+    assert last.status == S.NOTHING_NEW, last.message
+    assert _runs(spark, a) == [S.SUCCEEDED] * 3
 
     for ns in ("silver", "quarantine"):
         for entity in ENTITIES:
             assert_df_equality(_table(spark, a, ns, entity), _table(spark, b, ns, entity))
     assert_df_equality(_manifest(spark, a), _manifest(spark, b))
+    assert_df_equality(_records(spark, a), _records(spark, b))

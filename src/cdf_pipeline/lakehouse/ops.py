@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from cdf_pipeline.lakehouse.tables import TableNames
-from cdf_pipeline.run_record import FILE_IGNORED
+from cdf_pipeline.run_record import FILE_IGNORED, PUBLISHING
 from cdf_pipeline.tenants import validate_tenant_id
 
 INGESTED, FAILED = "INGESTED", "FAILED"
@@ -78,6 +78,69 @@ def record_files(spark: SparkSession, names: TableNames, rows: list[dict[str, An
 def record_run(spark: SparkSession, names: TableNames, row: dict[str, Any]) -> None:
     """Append the run's record."""
     _append(spark, names.runs, [row])
+
+
+def upsert_run(spark: SparkSession, names: TableNames, row: dict[str, Any], view: str) -> None:
+    """Write the run's record in place of any earlier one of the same run (its PUBLISHING row):
+    one commit, so ops.runs never holds two records of one run."""
+    df = spark.createDataFrame([row], schema=spark.table(names.runs).schema)
+    df.createOrReplaceTempView(view)
+    try:
+        spark.sql(
+            f"""
+            MERGE INTO {names.runs} t USING {view} s
+            ON t.tenant_id = s.tenant_id AND t.run_id = s.run_id
+            WHEN MATCHED THEN UPDATE SET *
+            WHEN NOT MATCHED THEN INSERT *
+            """
+        )
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A run recorded as PUBLISHING: it stopped (was killed) between its first publish write and
+    its final record. ``files``: the content hashes it was publishing; ``recorded``: whether
+    its manifest rows were committed (only its final record is missing then)."""
+
+    run_id: str
+    files: frozenset[str]
+    recorded: bool
+    failed_files: bool
+
+
+def unfinished_runs(spark: SparkSession, names: TableNames, tenant: str) -> list[Unfinished]:
+    """The tenant's runs that stopped while publishing (normally none: one small query)."""
+    tenant = validate_tenant_id(tenant)
+    rows = (
+        spark.table(names.runs)
+        .where((F.col("tenant_id") == tenant) & (F.col("status") == PUBLISHING))
+        .select("run_id", "inputs")
+        .collect()
+    )
+    out = []
+    for r in rows:
+        manifest = spark.table(names.ingested_files).where(
+            (F.col("tenant_id") == tenant) & (F.col("run_id") == r["run_id"])
+        )
+        files = frozenset(i["sha256"] for i in r["inputs"] if i["status"] == INGESTED)
+        failed = any(i["status"] == FAILED for i in r["inputs"])
+        out.append(Unfinished(r["run_id"], files, not manifest.isEmpty(), failed))
+    return out
+
+
+def finish_unfinished(
+    spark: SparkSession, names: TableNames, tenant: str, run: Unfinished, status: str, message: str
+) -> None:
+    """Give a PUBLISHING record its final status (its counts, files and audits stand)."""
+    tenant = validate_tenant_id(tenant)
+    text = message.replace("'", "''")
+    spark.sql(
+        f"UPDATE {names.runs} SET status = '{status}', message = '{text}', "
+        f"finished_at = current_timestamp() "
+        f"WHERE tenant_id = '{tenant}' AND run_id = '{run.run_id}' AND status = '{PUBLISHING}'"
+    )
 
 
 def has_history(spark: SparkSession, names: TableNames, tenant: str) -> bool:

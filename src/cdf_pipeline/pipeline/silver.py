@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -120,8 +121,12 @@ def _run_leased(
     tenant = run.tenant
     names = TableNames.of(settings)
     ensure_tables(spark, names)
+    unfinished = ops.unfinished_runs(spark, names, tenant)
     selection = select_new_files(spark, names, settings, tenant)
     new, bad, run.skipped_files = selection.new, selection.failed, selection.skipped
+    resumed = _settle_unfinished(spark, names, tenant, unfinished, new)
+    if resumed is not None:  # this run completes the publish of a run that was killed
+        run.run_id = resumed.run_id
     unreadable = [
         *(S.FileResult(f.entity, f.path, f.sha256, None, ops.FAILED, f.error) for f in bad),
         *(S.FileResult(f.entity, f.path, "", None, ops.IGNORED, note=f.error)
@@ -135,7 +140,10 @@ def _run_leased(
     try:
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
-                published = _stage_and_publish(spark, settings, names, run, held, new, bad, now)
+                journal = _journal(spark, names, run, new, now) if resumed is None else None
+                published = _stage_and_publish(
+                    spark, settings, names, run, held, new, bad, now, journal
+                )
                 break
             except Exception as exc:
                 if attempt == PUBLISH_ATTEMPTS or not is_commit_conflict(exc):
@@ -161,39 +169,125 @@ def _run_leased(
             for f in good
         ]
         run.seconds = time.monotonic() - started
-        with stage("record_run", **{"cdf.tenant": tenant}):
-            ops.record_run(spark, names, _finished(run).row())
-            ops.record_files(spark, names, manifest_rows(run, selection, now))
+        _record(spark, names, run, selection, now, published, resumed)
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (the CLI's handler): on record too
         run.status = S.FAILED
         how = exc.args[0] if exc.args else "SIGINT"
         run.message = f"interrupted by {how} before it finished; run it again"
-        _fail(spark, names, run, now, started, span, exc)
+        _fail(spark, names, run, started, span, exc, resumed)
         raise
     except Exception as exc:  # LeaseLost included: a run that started ends FAILED, on record
         run.status = S.FAILED
         run.message = f"{type(exc).__name__} during the run ({java_root_cause(exc)[:300]})"
         if isinstance(exc, LeaseLost):  # it stopped before publishing: nothing to count
             run.entities, run.audits = {}, []
-        _fail(spark, names, run, now, started, span, exc)
+        _fail(spark, names, run, started, span, exc, resumed)
         raise RunFailed(
             f"silver run {run.run_id} for tenant {tenant} failed: {run.message}", run
         ) from exc
+
+
+def _settle_unfinished(
+    spark: SparkSession,
+    names: TableNames,
+    tenant: str,
+    unfinished: list[ops.Unfinished],
+    new: dict[str, list[RawFile]],
+) -> ops.Unfinished | None:
+    """Finish the records of runs that were killed while publishing; the one this run resumes.
+
+    A run killed after its manifest commit only lacks its final status: it gets it. A run
+    killed earlier left its files unrecorded, so this run stages the same files again: when they
+    are exactly that run's, this run completes its publish under its id, and its record (counts
+    as staged before any of its writes) stands. Otherwise it is marked FAILED: this run
+    publishes those files and records them as its own. Either way no batch is counted twice.
+    """
+    files = frozenset(f.sha256 for fs in new.values() for f in fs)
+    resumed = None
+    for u in unfinished:
+        if u.recorded:
+            status = S.PARTIAL if u.failed_files else S.SUCCEEDED
+            ops.finish_unfinished(spark, names, tenant, u, status, "recorded by a later run")
+        elif resumed is None and u.files == files:
+            resumed = u
+        else:
+            why = "stopped while publishing; a later run published its files"
+            ops.finish_unfinished(spark, names, tenant, u, S.FAILED, why)
+    return resumed
+
+
+def _journal(
+    spark: SparkSession,
+    names: TableNames,
+    run: S.RunSummary,
+    new: dict[str, list[RawFile]],
+    now: datetime,
+) -> Callable[[], None]:
+    """The write of the run's PUBLISHING record, made right before its first publish write:
+    its counts, audits and the files it publishes, so that a run killed while publishing leaves
+    a true record for the next run to finish (:func:`_settle_unfinished`)."""
+
+    def _write() -> None:
+        publishing = replace(run, status=S.PUBLISHING, files=[*run.files, *_published(new)])
+        ops.upsert_run(spark, names, publishing.row(), _view("j", run))
+
+    return _write
+
+
+def _published(new: dict[str, list[RawFile]], status: str = ops.INGESTED) -> list[S.FileResult]:
+    return [
+        S.FileResult(f.entity, f.path, f.sha256, f.rows, status)
+        for files in new.values()
+        for f in files
+    ]
+
+
+def _view(kind: str, run: S.RunSummary) -> str:
+    return f"{kind}_{run.run_id.replace('-', '_')}"
+
+
+def _record(
+    spark: SparkSession,
+    names: TableNames,
+    run: S.RunSummary,
+    selection: Selection,
+    now: datetime,
+    published: bool,
+    resumed: ops.Unfinished | None,
+) -> None:
+    """The manifest, then the run's final record in place of its PUBLISHING one (a run killed
+    between the two leaves a record the next run finishes); a resumed run's record stands,
+    with its final status."""
+    with stage("record_files", **{"cdf.tenant": run.tenant}):
+        ops.record_files(spark, names, manifest_rows(run, selection, now))
+    with stage("record_run", **{"cdf.tenant": run.tenant}):
+        if resumed is not None:
+            message = "completed by a later attempt after a stop while publishing"
+            ops.finish_unfinished(spark, names, run.tenant, resumed, run.status, message)
+        elif published:
+            ops.upsert_run(spark, names, _finished(run).row(), _view("r", run))
+        else:
+            ops.record_run(spark, names, _finished(run).row())
 
 
 def _fail(
     spark: SparkSession,
     names: TableNames,
     run: S.RunSummary,
-    now: datetime,
     started: float,
     span: Any,
     exc: BaseException,
+    resumed: ops.Unfinished | None,
 ) -> None:
-    """Record a run that started and failed (FAILED, with its message) and trace it."""
+    """Record a run that started and failed (FAILED, with its message) and trace it. A run
+    that was completing a stopped run's publish leaves that run's PUBLISHING record as it is:
+    the next run completes it again."""
     run.seconds = time.monotonic() - started
     record_exception(span, exc)
-    _record_failure(spark, names, run, now)
+    if resumed is None:
+        _record_failure(spark, names, run)
+    else:
+        logger.warning("run %s stays PUBLISHING: the next run completes it", run.run_id)
     trace_run(span, run)
 
 
@@ -206,9 +300,11 @@ def _stage_and_publish(
     new: dict[str, list[RawFile]],
     bad: list[RawFile],
     now: datetime,
+    journal: Callable[[], None] | None,
 ) -> bool:
     """Stage every entity against silver as it is now, audit, and publish if the audits pass
-    (each write only while the lease is still this run's). Whether it published."""
+    (each write only while the lease is still this run's; ``journal`` first, when given: the
+    run's PUBLISHING record). Whether it published."""
     tenant = run.tenant
     staged: dict[str, StagedEntity] = {}
     try:
@@ -237,6 +333,10 @@ def _stage_and_publish(
             run.message = "audit failed, silver left unchanged: " + "; ".join(failed)
             return False
         with stage("publish", **{"cdf.tenant": tenant}):
+            if journal is not None:
+                held.check()
+                with stage("journal", **{"cdf.tenant": tenant}):
+                    journal()
             _publish(spark, names, staged, tenant, run.run_id, now, guard=held.check)
         run.status = S.PARTIAL if bad else S.SUCCEEDED
         run.message = f"{len(bad)} file(s) failed, see their errors" if bad else ""
@@ -291,12 +391,11 @@ def _finished(run: S.RunSummary) -> S.RunSummary:
     return run
 
 
-def _record_failure(
-    spark: SparkSession, names: TableNames, run: S.RunSummary, now: datetime
-) -> None:
-    """Best effort: a run that failed mid-way still leaves a FAILED row in ops.runs."""
+def _record_failure(spark: SparkSession, names: TableNames, run: S.RunSummary) -> None:
+    """Best effort: a run that failed mid-way still leaves a FAILED row in ops.runs (in place of
+    its PUBLISHING one, when it had begun to publish)."""
     try:
-        ops.record_run(spark, names, _finished(run).row())
+        ops.upsert_run(spark, names, _finished(run).row(), _view("f", run))
     except Exception as exc:  # the original failure is what the caller must see
         logger.warning("could not record failed run %s: %s", run.run_id, type(exc).__name__)
 
