@@ -58,7 +58,10 @@ MOTO_S3_ALIASES = {
     "s3:ListBucket": ("s3:ListObjectsV2", "s3:ListObjects", "s3:HeadBucket"),
     "s3:GetObject": ("s3:HeadObject",),
     "s3:PutObject": (
-        "s3:CreateMultipartUpload", "s3:UploadPart", "s3:CompleteMultipartUpload", "s3:CopyObject",
+        "s3:CreateMultipartUpload",
+        "s3:UploadPart",
+        "s3:CompleteMultipartUpload",
+        "s3:CopyObject",
     ),
     "s3:DeleteObject": ("s3:DeleteObjects",),
 }
@@ -95,9 +98,9 @@ class IamStack:
             aws_access_key_id=self.user_key["AccessKeyId"],
             aws_secret_access_key=self.user_key["SecretAccessKey"],
         )  # fmt: skip
-        creds = sts.assume_role(
-            RoleArn=self.role_arns[logical], RoleSessionName=f"test-{logical}"
-        )["Credentials"]
+        session = f"test-{logical}"
+        creds = sts.assume_role(RoleArn=self.role_arns[logical], RoleSessionName=session)
+        creds = creds["Credentials"]
         out = self.stack.outputs
         return cli_env(
             AWS_ACCESS_KEY_ID=creds["AccessKeyId"],
@@ -138,8 +141,6 @@ def start_moto(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 @pytest.fixture(scope="module")
 def iam_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamStack]:
-    import boto3
-
     proc, endpoint = start_moto(tmp_path_factory.mktemp("iam-moto"))
     try:
         setup = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
@@ -153,19 +154,22 @@ def iam_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamStack]:
                 put_policy(iam, role, name, doc)
         user = iam.create_user(UserName="operator")["User"]
         for role in (stack.physical[k] for k in stack.resources_of("AWS::IAM::Role")):
-            trust = {"Effect": "Allow", "Principal": {"AWS": user["Arn"]}, "Action": "sts:AssumeRole"}
+            trust = {
+                "Effect": "Allow",
+                "Principal": {"AWS": user["Arn"]},
+                "Action": "sts:AssumeRole",
+            }
             iam.update_assume_role_policy(
                 RoleName=role,
                 PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [trust]}),
             )
-        assume = {"Effect": "Allow", "Action": "sts:AssumeRole",
-                  "Resource": [stack.arn(k) for k in stack.resources_of("AWS::IAM::Role")]}  # fmt: skip
+        arns = {k: stack.arn(k) for k in stack.resources_of("AWS::IAM::Role")}
+        assume = {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": sorted(arns.values())}
         iam.put_user_policy(
             UserName="operator", PolicyName="assume-stack-roles",
             PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [assume]}),
         )  # fmt: skip
         key = iam.create_access_key(UserName="operator")["AccessKey"]
-        arns = {k: stack.arn(k) for k in stack.resources_of("AWS::IAM::Role")}
         yield IamStack(endpoint, stack, policies, key, arns)
     finally:
         proc.terminate()
@@ -189,11 +193,11 @@ def put_policy(iam: Any, role: str, name: str, doc: dict[str, Any]) -> None:
     iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(on_moto(doc)))
 
 
-def drop_files(iam_stack: IamStack, tmp_path: Path) -> int:
+def drop_files(iam_stack: IamStack, tmp_path: Path, seed: int = 42) -> int:
     """A tiny generated tenant in its landing prefix (as the setup user, before enforcing)."""
     from cdf_generator.api import generate
 
-    gen = generate([TENANT], 120, 120, root_uri=str(tmp_path / "gen"))
+    gen = generate([TENANT], 120, 120, seed=seed, root_uri=str(tmp_path / "gen"))
     s3, bucket = iam_stack.stack.clients["s3"], iam_stack.stack.outputs["LandingBucketName"]
     for path in map(Path, gen.files):
         entity = str(path).split("entity=")[1].split("/")[0]
@@ -230,3 +234,98 @@ def test_the_listener_role_lands_and_runs_end_to_end(iam_stack: IamStack, tmp_pa
     runs = [t["run"] for b in docs[:-1] for t in b["tenants"] if t["run"]]
     assert docs[-1]["landed"] == files and [r["status"] for r in runs] == ["SUCCEEDED"], docs
     assert env["AWS_SECRET_ACCESS_KEY"] not in output
+
+
+#: (role, statement Sid) -> (the command whose preflight or step fails, what its line names).
+#: The preflight reads what a run needs before Spark starts (tests/.../preflight.py): the
+#: queues, the buckets, a probe key under raw and warehouse, Glue's databases.
+REMOVALS: dict[tuple[str, str], tuple[str, str]] = {
+    ("ListenerRole", "ListBuckets"): ("listen", "raw location: cannot reach bucket"),
+    ("ListenerRole", "WriteRaw"): ("listen", "raw location: cannot read under"),
+    ("ListenerRole", "WriteTables"): ("listen", "warehouse location: cannot read under"),
+    ("ListenerRole", "GlueListDatabases"): ("listen", "refused GetDatabases (AccessDenied)"),
+    ("ListenerRole", "GlueTables"): ("listen", "refused GetDatabase on"),
+    ("ListenerRole", "ConsumeLandingQueue"): ("listen", "error: queue https://"),
+    ("ListenerRole", "DeadLetter"): ("listen", "error: dead-letter queue https://"),
+    ("SparkJobRole", "ListRawAndLakehouse"): ("run", "raw location: cannot reach bucket"),
+    ("SparkJobRole", "ReadRaw"): ("run", "raw location: cannot read under"),
+    ("SparkJobRole", "WriteTables"): ("run", "warehouse location: cannot read under"),
+    ("SparkJobRole", "GlueListDatabases"): ("run", "refused GetDatabases (AccessDenied)"),
+    ("SparkJobRole", "GlueTables"): ("run", "refused GetDatabase on"),
+}
+
+
+def test_every_statement_of_the_two_spark_roles_is_covered() -> None:
+    """A statement added to the template without a removal case fails here; the listener's
+    ReadTenantLanding is checked by its own test below (the preflight cannot know tenants)."""
+    template = synthesize([TENANT])["Resources"]
+    found = {
+        (role, st["Sid"])
+        for role in ("ListenerRole", "SparkJobRole")
+        for policy in template[role]["Properties"]["Policies"]
+        for st in policy["PolicyDocument"]["Statement"]
+    }
+    assert found == set(REMOVALS) | {("ListenerRole", "ReadTenantLanding")}
+
+
+class Without:
+    """The role's policies on moto with one statement removed, restored on exit."""
+
+    def __init__(self, iam_stack: IamStack, role: str, sid: str) -> None:
+        self.iam_stack, self.role, self.sid = iam_stack, iam_stack.stack.physical[role], sid
+
+    def __enter__(self) -> None:
+        iam = self.iam_stack.stack.clients["iam"]
+        for name, doc in self.iam_stack.policies[self.role].items():
+            kept = [st for st in doc["Statement"] if st.get("Sid") != self.sid]
+            assert len(kept) == len(doc["Statement"]) - 1, (self.role, self.sid)
+            put_policy(iam, self.role, name, {**doc, "Statement": kept})
+        self.iam_stack.enforce(True)
+
+    def __exit__(self, *exc: object) -> None:
+        self.iam_stack.enforce(False)
+        iam = self.iam_stack.stack.clients["iam"]
+        for name, doc in self.iam_stack.policies[self.role].items():
+            put_policy(iam, self.role, name, doc)
+
+
+@pytest.mark.parametrize(("role", "sid"), sorted(REMOVALS))
+def test_removing_a_statement_fails_a_named_step(iam_stack: IamStack, role: str, sid: str) -> None:
+    command, needle = REMOVALS[(role, sid)]
+    stack = iam_stack.stack
+    args = listen_args(stack, "--idle-exit", "1", "--wait", "0") if command == "listen" else [
+        "run", "--tenant", TENANT, "--profile", "aws"]  # fmt: skip
+    with Without(iam_stack, role, sid):
+        env = iam_stack.role_env(role)
+        proc = cdf(args, env, timeout=300)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith(f"cdf {command}: error:") and needle in lines[0], lines[0]
+    assert "AccessDenied" in lines[0] or "ACCESS_DENIED" in lines[0], lines[0]
+    assert env["AWS_SECRET_ACCESS_KEY"] not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_without_read_tenant_landing_the_landing_step_fails(
+    iam_stack: IamStack, tmp_path: Path
+) -> None:
+    """The listener cannot know its tenants before events arrive, so no preflight reads a
+    landing prefix: the landing step is the one that fails, one line per object, and the
+    messages stay on the queue (retried), nothing landed, no run."""
+    files = drop_files(iam_stack, tmp_path, seed=7)
+    args = listen_args(iam_stack.stack, "--idle-exit", "4", "--wait", "1", "--json")
+    try:
+        with Without(iam_stack, "ListenerRole", "ReadTenantLanding"):
+            env = iam_stack.role_env("ListenerRole")
+            proc = cdf(args, env, timeout=600)
+    finally:  # the retried messages would reach the next listener of this module
+        iam_stack.stack.clients["sqs"].purge_queue(
+            QueueUrl=iam_stack.stack.outputs["LandingQueueUrl"]
+        )
+    total = json.loads(proc.stdout.splitlines()[-1])
+    assert proc.returncode == 1 and total["total"], proc.stderr[-3000:]
+    assert (total["failed"], total["landed"], total["runs"]) == (files, 0, 0), total
+    landing = iam_stack.stack.outputs["LandingBucketName"]
+    failed = [ln for ln in proc.stderr.splitlines() if f"FAILED s3://{landing}/{TENANT}/" in ln]
+    assert len(failed) == files and all("ACCESS_DENIED" in ln for ln in failed), failed
+    assert env["AWS_SECRET_ACCESS_KEY"] not in proc.stdout + proc.stderr
