@@ -3,7 +3,9 @@
 A moto server that enforces IAM (``/moto-api/reset-auth``: every request after the setup is
 checked against the caller's policies) gets the stack (tests/servers/cloudformation.py). The
 aws profile then runs as the stack's roles, with credentials from ``sts:AssumeRole``; removing
-any one statement of a role makes a named step fail with the preflight's one-line error.
+any one statement of the listener or Spark job role makes a named step fail with the
+preflight's one-line error (the listener's landing read: the landing step, per object), and any
+statement of the Lambda role its code uses makes the handler report the object as failed.
 
 What moto cannot show, and what stands in for it here:
 
@@ -234,6 +236,81 @@ def test_the_listener_role_lands_and_runs_end_to_end(iam_stack: IamStack, tmp_pa
     runs = [t["run"] for b in docs[:-1] for t in b["tenants"] if t["run"]]
     assert docs[-1]["landed"] == files and [r["status"] for r in runs] == ["SUCCEEDED"], docs
     assert env["AWS_SECRET_ACCESS_KEY"] not in output
+
+
+#: The Lambda role's statements its code uses; the other two are used by AWS's machinery (the
+#: event source mapping polls the queue, the runtime writes the logs), not by the handler.
+LAMBDA_CODE_STATEMENTS = (
+    "ListBuckets",
+    "ReadTenantLanding",
+    "WriteRaw",
+    "AppendManifest",
+    "GlueManifestTable",
+)
+
+
+def lambda_event(stack: Stack, key: str) -> dict[str, Any]:
+    """An SQS-trigger event carrying S3's notification for ``key``, as Lambda delivers it."""
+    from urllib.parse import quote_plus
+
+    bucket = stack.outputs["LandingBucketName"]
+    s3 = {"bucket": {"name": bucket}, "object": {"key": quote_plus(key), "size": 1}}
+    record = {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3}
+    body = json.dumps({"Records": [record]})
+    return {"Records": [{"messageId": "m1", "body": body, "eventSource": "aws:sqs"}]}
+
+
+@pytest.mark.slow
+def test_the_lambda_role_lands_a_file(
+    iam_stack: IamStack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The handler (no Spark) as the stack's Lambda role; its manifest table is made first by a
+    Spark job as the listener role (``cdf land`` on an empty landing zone), as in a deployment."""
+    from cdf_pipeline.landing.lambda_handler import handler
+
+    iam_stack.enforce(True)
+    try:
+        env = iam_stack.role_env("ListenerRole")
+        made = cdf(["land", "--tenant", TENANT, "--profile", "aws"], env, timeout=900)
+        assert made.returncode == 0, made.stderr[-3000:]
+        key = f"{TENANT}/suppliers/lambda-{uuid.uuid4().hex[:8]}.csv"
+        iam_stack.enforce(False)
+        body = b"supplier_id,tenant_id\n01J0000000000000000000000A,acme\n"
+        s3 = iam_stack.stack.clients["s3"]
+        s3.put_object(Bucket=iam_stack.stack.outputs["LandingBucketName"], Key=key, Body=body)
+        iam_stack.enforce(True)
+        for name, value in iam_stack.role_env("LambdaHandlerRole", CDF_PROFILE="aws").items():
+            monkeypatch.setenv(name, value)
+        response = handler(lambda_event(iam_stack.stack, key), None)
+        # Each statement the handler's code uses, removed in turn: a fresh object fails to land.
+        denied = {}
+        for sid in LAMBDA_CODE_STATEMENTS:
+            iam_stack.enforce(False)
+            fresh = f"{TENANT}/suppliers/lambda-{uuid.uuid4().hex[:8]}.csv"
+            s3.put_object(Bucket=iam_stack.stack.outputs["LandingBucketName"], Key=fresh,
+                          Body=body.replace(b"0A", sid.encode()[:2].upper()))  # fmt: skip
+            caplog.clear()
+            with Without(iam_stack, "LambdaHandlerRole", sid):
+                try:
+                    answer = json.dumps(handler(lambda_event(iam_stack.stack, fresh), None))
+                except Exception as exc:  # a failure outside the per-tenant step raises
+                    answer = f"raised {type(exc).__name__}: {exc}"
+            # The reason is in the answer or, for one object, in the landing step's log line.
+            denied[sid] = f"{answer}\n{caplog.text}"
+            iam_stack.enforce(True)
+    finally:
+        iam_stack.enforce(False)
+        iam_stack.stack.clients["sqs"].purge_queue(
+            QueueUrl=iam_stack.stack.outputs["LandingQueueUrl"]
+        )
+    assert response["batchItemFailures"] == [], response
+    assert response["tenants"][TENANT]["landed"] == 1, response
+    for sid, outcome in denied.items():
+        assert "ACCESS_DENIED" in outcome or "AccessDenied" in outcome, (sid, outcome)
+        assert outcome.startswith("raised") or '"batchItemFailures": [{' in outcome, (sid, outcome)
 
 
 #: (role, statement Sid) -> (the command whose preflight or step fails, what its line names).
