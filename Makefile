@@ -9,11 +9,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ROOT ?= ./lakehouse
 DEMO_ROOT ?= ./lakehouse-demo
+# Tenant ids (their landing prefixes) the AWS stack is rendered for (docs/deploy-aws.md).
+TENANTS ?= acme,globex
 # Test processes (pytest-xdist): each may start a Spark driver (2 GB heap) and child JVMs.
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install jars-all demo test test-fast lint typecheck docs bench clean
+.PHONY: help install jars-all demo test test-fast lint typecheck docs bench stack clean
 
 help: ## list the commands
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,8 +45,8 @@ test-fast: $(STAMP) ## the suite without tests marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP) ## ruff check and format check
-	$(BIN)/ruff check src jobs tests benchmarks
-	$(BIN)/ruff format --check src jobs tests benchmarks
+	$(BIN)/ruff check src jobs tests benchmarks deploy
+	$(BIN)/ruff format --check src jobs tests benchmarks deploy
 
 typecheck: $(STAMP) ## mypy on the library and the generator (src/)
 	$(BIN)/mypy
@@ -57,6 +59,10 @@ bench: $(STAMP) ## run every benchmark script (prints the figures for docs/bench
 	$(BIN)/python benchmarks/silver_bench.py
 	$(BIN)/python benchmarks/telemetry_bench.py
 	$(BIN)/python benchmarks/catalog_bench.py
+
+stack: $(STAMP) ## render the AWS CloudFormation stack for TENANTS into cdf-stack.json and lint it
+	$(BIN)/python deploy/synth.py --tenants $(TENANTS) --output cdf-stack.json
+	$(BIN)/cfn-lint cdf-stack.json
 
 clean: ## remove the local lakehouse and caches (keeps .venv)
 	rm -rf $(ROOT) $(DEMO_ROOT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse

@@ -13,6 +13,7 @@ import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from cdf_pipeline.config import SQLITE_JDBC_PREFIX, Settings
@@ -58,6 +59,7 @@ def check_run(settings: Settings, storage: Storage, *, create_root: bool = False
         try:
             if is_s3(uri):
                 storage.check_bucket(uri)
+                storage.check_readable(uri)
             elif what == "warehouse":
                 _check_can_create(uri)
         except InputError as exc:
@@ -157,9 +159,7 @@ def _check_glue(settings: Settings, storage: Storage) -> None:
             "no AWS region for Glue: set AWS_REGION or storage.s3_region in the profile"
         ) from None
     except bex.ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", "error"))
-        if code.isdigit():  # some endpoints answer with a bare status
-            code = "AccessDenied" if code == "403" else f"HTTP {code}"
+        code = _error_code(exc)
         raise ConfigError(
             f"Glue at {where} refused GetDatabases ({code}); the job needs glue:GetDatabase(s), "
             "CreateDatabase, GetTable(s), CreateTable and UpdateTable (docs/deploy-aws.md)"
@@ -169,3 +169,38 @@ def _check_glue(settings: Settings, storage: Storage) -> None:
             f"cannot reach Glue at {where} ({type(exc).__name__}); check AWS_ENDPOINT_URL_GLUE / "
             "AWS_ENDPOINT_URL and the network"
         ) from None
+    _check_glue_databases(glue, settings, where)
+
+
+def _check_glue_databases(glue: Any, settings: Settings, where: str) -> None:
+    """Each namespace's database may be read (a missing one is fine: the run creates it).
+
+    GetDatabases above is allowed on the catalog alone; the databases and their tables are
+    usually granted by name, so a policy scoped to other names fails here, not mid-run.
+    """
+    import botocore.exceptions as bex
+
+    from cdf_pipeline.lakehouse.tables import NAMESPACES
+
+    for ns in NAMESPACES:
+        name = f"{settings.catalog.namespace_prefix}{ns}"
+        try:
+            glue.get_database(Name=name)
+        except bex.ClientError as exc:
+            code = _error_code(exc)
+            if code == "EntityNotFoundException":
+                continue
+            raise ConfigError(
+                f"Glue at {where} refused GetDatabase on {name!r} ({code}); the job needs "
+                "glue:GetDatabase, GetTable(s), CreateTable and UpdateTable on the databases "
+                f"{settings.catalog.namespace_prefix}silver, quarantine and ops and their tables "
+                "(docs/deploy-aws.md)"
+            ) from None
+
+
+def _error_code(exc: Any) -> str:
+    """A botocore ClientError's code; a bare status (some endpoints answer so) as a name."""
+    code = str(exc.response.get("Error", {}).get("Code", "error"))
+    if code.isdigit():
+        return "AccessDenied" if code == "403" else f"HTTP {code}"
+    return code

@@ -314,6 +314,26 @@ class Storage:
                 f"bucket {bucket!r} does not exist at {where}; create it or fix the root {uri}"
             )
 
+    def check_readable(self, uri: str) -> None:
+        """The credentials may read objects and list keys under ``uri`` (S3).
+
+        Looks up a key that does not exist below ``uri``: S3 answers "not found" only to a
+        caller allowed to read objects there and list the bucket (otherwise 403), so a missing
+        permission fails here, in one line, instead of mid-run. Nothing is written.
+        """
+        fs, path = self.fs(uri)
+        try:
+            fs.get_file_info(f"{path.rstrip('/')}/{PREFLIGHT_PROBE}")
+        except OSError as exc:
+            raise InputError(
+                f"cannot read under {uri}: {first_line(exc)}; the credentials need s3:ListBucket "
+                "on the bucket and s3:GetObject, s3:PutObject, s3:DeleteObject below the prefix "
+                "(docs/deploy-aws.md)"
+            ) from exc
+
+
+#: A key no run writes: looked up by :meth:`Storage.check_readable` to test permissions.
+PREFLIGHT_PROBE = ".cdf-preflight-probe"
 
 #: Why a local link is not read (reported with the file, never dropped silently).
 LINK_LEAVES_ROOT = "link leaves the folder being read, not followed"

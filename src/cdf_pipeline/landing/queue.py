@@ -191,6 +191,13 @@ def explain(exc: BaseException) -> str:
         code = str(err.get("Code", "?"))
         if "NonExistentQueue" in code or code == "QueueDoesNotExist":
             return "the queue does not exist (check the URL, the account and the region)"
-        return f"{code}: {err.get('Message', '')}".strip()
+        message = str(err.get("Message", ""))
+        # An endpoint may answer a JSON request with an XML error body and a bare status
+        # (moto does for a denied action): keep its <Message>, on one line.
+        found = re.search(r"<Message>(.*?)</Message>", message, re.DOTALL)
+        message = " ".join((found.group(1) if found else message).split())
+        if code.isdigit():
+            code = "AccessDenied" if code == "403" else f"HTTP {code}"
+        return f"{code}: {message}".strip()
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
