@@ -77,7 +77,10 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         f"{DEFAULT_MAX_RECEIVES}); keep the queue's own redrive maxReceiveCount above N",
     )
     p.add_argument(
-        "--max-messages", type=_positive_int, metavar="N", help="stop after N messages handled"
+        "--max-messages",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N messages received (a retried message counts at each delivery)",
     )
     p.add_argument(
         "--idle-exit",

@@ -214,7 +214,7 @@ def listen(
         if stopper.requested:
             summary.stopped_by = stopper.requested
             break
-        if options.max_messages is not None and summary.messages >= options.max_messages:
+        if options.max_messages is not None and summary.receives >= options.max_messages:
             summary.stopped_by = "max-messages"
             break
         idle = time.monotonic() - last_message
@@ -224,7 +224,7 @@ def listen(
         wait = options.wait
         if options.idle_exit is not None:
             wait = min(wait, max(0, int(options.idle_exit - idle + 0.999)))
-        want = 10 if options.max_messages is None else options.max_messages - summary.messages
+        want = 10 if options.max_messages is None else options.max_messages - summary.receives
         try:
             stopper.polling = True
             if stopper.requested:
@@ -273,7 +273,8 @@ def handle_batch(
     number: int = 1,
 ) -> BatchReport:
     """Land and run the batch's tenants, then answer every message (see the module doc)."""
-    report = BatchReport(number, messages=len(messages))
+    ids = [m.message_id for m in messages]
+    report = BatchReport(number, messages=len(messages), message_ids=ids)
     plans = [_plan(msg, router, report) for msg in messages]
     wanted: dict[str, list[str]] = {}
     for plan in plans:

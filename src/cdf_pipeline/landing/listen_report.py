@@ -110,6 +110,8 @@ class BatchReport:
 
     number: int
     messages: int = 0
+    #: The ids of the messages received (a message retried is received again in a later batch).
+    message_ids: list[str] = field(default_factory=list)
     deleted: int = 0
     retried: int = 0
     dead_lettered: int = 0
@@ -156,7 +158,9 @@ class ListenSummary:
     """The listener's life: totals over every batch, and why it stopped."""
 
     batches: int = 0
+    #: Distinct messages over the listener's life; ``receives`` counts each delivery.
     messages: int = 0
+    receives: int = 0
     deleted: int = 0
     retried: int = 0
     dead_lettered: int = 0
@@ -172,10 +176,14 @@ class ListenSummary:
     stopped_by: str = ""
     error: str | None = None
     seconds: float = 0.0
+    _seen: set[str] = field(default_factory=set, repr=False)
 
     def add(self, batch: BatchReport) -> None:
         self.batches += 1
-        for name in ("messages", "deleted", "retried", "dead_lettered", "test_events"):
+        self.receives += batch.messages
+        self._seen.update(batch.message_ids)
+        self.messages = len(self._seen)
+        for name in ("deleted", "retried", "dead_lettered", "test_events"):
             setattr(self, name, getattr(self, name) + getattr(batch, name))
         self.malformed += batch.malformed
         self.unknown += len(batch.unknown)
@@ -200,7 +208,7 @@ class ListenSummary:
         return EXIT_ATTENTION if attention else EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "seconds"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("seconds", "_seen")}
         return {"total": True, **out, "seconds": round(self.seconds, 3)}
 
     def to_json(self) -> str:
@@ -208,8 +216,9 @@ class ListenSummary:
 
     def format(self) -> str:
         text = (
-            f"listened {self.seconds:.1f} s ({self.stopped_by}): {self.messages} message(s) in "
-            f"{self.batches} batch(es): {self.deleted} done, {self.retried} retried, "
+            f"listened {self.seconds:.1f} s ({self.stopped_by}): {self.messages} message(s) "
+            f"({self.receives} receive(s)) in {self.batches} batch(es): {self.deleted} done, "
+            f"{self.retried} retried, "
             f"{self.dead_lettered} dead-lettered; {self.landed} object(s) landed, "
             f"{self.already_seen} already seen, {self.duplicate} duplicate, {self.failed} failed, "
             f"{self.unknown} without a tenant; {self.runs} run(s), {self.failed_runs} failed"
