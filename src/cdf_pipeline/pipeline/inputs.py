@@ -11,7 +11,6 @@ count), so a file that cannot be read fails alone.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -33,8 +32,6 @@ from cdf_pipeline.lakehouse import ops
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.quality.normalise import detect_drift
 from cdf_pipeline.storage import canonical, s3_config, storage_for
-
-logger = logging.getLogger(__name__)
 
 #: Why a new name is not read: its bytes were ingested before.
 SAME_CONTENT = "the same content as a file already ingested"
@@ -125,8 +122,6 @@ def drift_note(raw: RawFile, extra_policy: str) -> str | None:
     if drift.extra:
         action = "ignored" if extra_policy == "ignore" else "rows quarantined"
         notes.append(f"extra columns {some_names(drift.extra)} ({action})")
-    if notes:
-        logger.warning("schema drift in %s: %s", raw.name, "; ".join(notes))
     return "; ".join(notes) or None
 
 

@@ -140,7 +140,7 @@ def _run_leased(
     try:
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
-                journal = _journal(spark, names, run, new, now) if resumed is None else None
+                journal = _journal(spark, settings, names, run, new) if resumed is None else None
                 published = _stage_and_publish(
                     spark, settings, names, run, held, new, bad, now, journal
                 )
@@ -156,18 +156,11 @@ def _run_leased(
                 time.sleep(pause)
                 run.files = list(unreadable)
         run.snapshots_after = _snapshots(spark, names)
-        good = [f for files in new.values() for f in files]
-        run.files += [
-            S.FileResult(
-                f.entity,
-                f.path,
-                f.sha256,
-                f.rows,
-                ops.INGESTED if published else "STAGED",
-                note=drift_note(f, settings.quality.extra_columns),
-            )
-            for f in good
-        ]
+        status = ops.INGESTED if published else "STAGED"
+        run.files += _published(new, settings.quality.extra_columns, status)
+        for f in run.files:
+            if f.note and f.status in (ops.INGESTED, "STAGED"):
+                logger.warning("schema drift in %s: %s", f.file, f.note)
         run.seconds = time.monotonic() - started
         _record(spark, names, run, selection, now, published, resumed)
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (the CLI's handler): on record too
@@ -218,25 +211,29 @@ def _settle_unfinished(
 
 def _journal(
     spark: SparkSession,
+    settings: Settings,
     names: TableNames,
     run: S.RunSummary,
     new: dict[str, list[RawFile]],
-    now: datetime,
 ) -> Callable[[], None]:
     """The write of the run's PUBLISHING record, made right before its first publish write:
     its counts, audits and the files it publishes, so that a run killed while publishing leaves
     a true record for the next run to finish (:func:`_settle_unfinished`)."""
 
     def _write() -> None:
-        publishing = replace(run, status=S.PUBLISHING, files=[*run.files, *_published(new)])
+        files = [*run.files, *_published(new, settings.quality.extra_columns)]
+        publishing = replace(run, status=S.PUBLISHING, files=files)
         ops.upsert_run(spark, names, publishing.row(), _view("j", run))
 
     return _write
 
 
-def _published(new: dict[str, list[RawFile]], status: str = ops.INGESTED) -> list[S.FileResult]:
+def _published(
+    new: dict[str, list[RawFile]], extra_columns: str, status: str = ops.INGESTED
+) -> list[S.FileResult]:
+    """The outcome of each file the run publishes (or staged, when it did not), with its drift."""
     return [
-        S.FileResult(f.entity, f.path, f.sha256, f.rows, status)
+        S.FileResult(f.entity, f.path, f.sha256, f.rows, status, note=drift_note(f, extra_columns))
         for files in new.values()
         for f in files
     ]
