@@ -278,3 +278,26 @@ def test_a_tenant_declares_its_csv_encoding(spark: SparkSession, lake: Settings)
     silver = spark.table(names.silver("suppliers")).where(F.col("tenant_id") == TENANT)
     expected = spark.createDataFrame([(ulid(95), name)], "supplier_id string, legal_name string")
     assert_df_equality(silver.select("supplier_id", "legal_name"), expected, ignore_nullable=True)
+
+
+def test_a_file_whose_data_cannot_be_read_fails_alone(spark: SparkSession, lake: Settings) -> None:
+    """A footer that reads well over data that does not: the scan fails on it, and it fails
+    alone, named, while the file of the same shape beside it publishes."""
+    folder = folder_of(lake)
+    write_parquet(folder / "good.parquet", suppliers(1, 50))
+    bad = write_parquet(folder / "bad.parquet", suppliers(100, 2000))
+    data = bytearray(bad.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little") + 8  # the footer and its length, at the end
+    for i in range(8, len(data) - footer - 8):  # every byte of the column chunks, garbled
+        data[i] = (data[i] * 7 + 13) % 256
+    bad.write_bytes(bytes(data))
+
+    run = run_tenant(spark, lake, TENANT)
+
+    assert run.status == S.PARTIAL, run.message
+    outcome = outcomes(run)
+    assert outcome["good.parquet"] == ("INGESTED", None)
+    status, reason = outcome["bad.parquet"]
+    assert status == "FAILED" and reason is not None
+    assert reason.startswith("unreadable parquet file (Spark could not read it: ")
+    assert run.entities["suppliers"].inserted == 50

@@ -157,6 +157,18 @@ class FileRowCounts:
         return out
 
 
+def files_in_error(error: str, files: list[RawFile]) -> list[RawFile]:
+    """The files a failed scan's error names (Spark names the file it could not read), each with
+    a reason for its customer as ``error``: a file whose footer read well but whose data does not
+    fails alone, and the scan runs again without it."""
+    first = error.strip().splitlines()[0] if error.strip() else "unknown error"
+    named = [f for f in files if spark_uri(f.path) in error or f.path in error]
+    return [
+        replace(f, error=f"unreadable {f.fmt} file (Spark could not read it: {first})")
+        for f in named
+    ]
+
+
 def read_normalised(
     spark: SparkSession,
     entity: Entity,

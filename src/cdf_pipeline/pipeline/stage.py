@@ -19,10 +19,10 @@ from pyspark.sql import functions as F
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import Entity
 from cdf_pipeline.ingest.files import RawFile
-from cdf_pipeline.ingest.read import FileRowCounts, read_normalised
+from cdf_pipeline.ingest.read import FileRowCounts, files_in_error, read_normalised
 from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.quarantine import KEY, open_fk_only, quarantine_rows
-from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
+from cdf_pipeline.lakehouse.tables import TableNames, java_root_cause, tenant_rows
 from cdf_pipeline.pipeline.materialise import materialise, release
 from cdf_pipeline.pipeline.plan import StagePlan, plan_stage
 from cdf_pipeline.quality.dedupe import (
@@ -203,11 +203,17 @@ def stage_entity(
             row_counts=row_counts,
             encoding=encoding,
         )
-    validated = _validated(rows, attrs, keep)
-    unaccounted = row_counts.unaccounted() if validated is not None else []
+    try:
+        validated = _validated(rows, attrs, keep)
+        unaccounted = row_counts.unaccounted() if validated is not None else []
+    except Exception as exc:  # a scan failed: on a file it names, that file fails alone
+        unaccounted = files_in_error(_scan_error(exc), files)
+        if not unaccounted:
+            raise
     if unaccounted:
-        # Rare (the readers agree on valid CSV): stage again without those files, so that they
-        # fail alone instead of failing the whole tenant's count invariant on every run.
+        # Rare (the readers agree on valid CSV; a footer that reads well rarely hides bad data):
+        # stage again without those files, so that they fail alone instead of failing the whole
+        # tenant's count invariant, or its read, on every run.
         logger.warning(
             "%s: %d file(s) left out, rows not accounted for: %s",
             entity.name, len(unaccounted), "; ".join(f"{f.name}: {f.error}" for f in unaccounted),
@@ -242,6 +248,11 @@ def stage_entity(
         entity, classified, batch.rejected, promoted_keys, counts, keep, valid_keys,
         parents=parent_keys, broadcast_parents=plan.broadcast_parents,
     )  # fmt: skip
+
+
+def _scan_error(exc: BaseException) -> str:
+    """A failed scan's message with its innermost Java cause (which names the file)."""
+    return f"{java_root_cause(exc)}\n{exc}"
 
 
 def _validated(
