@@ -103,19 +103,13 @@ class IamStack:
         session = f"test-{logical}"
         creds = sts.assume_role(RoleArn=self.role_arns[logical], RoleSessionName=session)
         creds = creds["Credentials"]
-        out = self.stack.outputs
         return cli_env(
             AWS_ACCESS_KEY_ID=creds["AccessKeyId"],
             AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
             AWS_SESSION_TOKEN=creds["SessionToken"],
             AWS_REGION=REGION,
             AWS_ENDPOINT_URL=self.endpoint,
-            CDF_ROOT=out["Root"],
-            CDF__STORAGE__RAW=out["RawUri"],
-            CDF__LANDING__URI=out["LandingUri"],
-            CDF__CATALOG__NAMESPACE_PREFIX=out["NamespacePrefix"],
-            CDF__SPARK__MASTER="local[2]",
-            CDF__SPARK__SHUFFLE_PARTITIONS="2",
+            **self.stack.cdf_settings(),
             **more,
         )
 

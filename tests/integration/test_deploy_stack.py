@@ -240,18 +240,12 @@ def test_the_queue_redrive_moves_a_poison_message_to_the_stacks_dlq(stack: Stack
 
 def stack_env(stack: Stack, endpoint: str, **more: str) -> dict[str, str]:
     """A ``cdf`` child process configured only from the stack's outputs."""
-    out = stack.outputs
     return cli_env(
         AWS_ACCESS_KEY_ID=AWS_KEY,
         AWS_SECRET_ACCESS_KEY=AWS_SECRET,
         AWS_REGION=REGION,
         AWS_ENDPOINT_URL=endpoint,
-        CDF_ROOT=out["Root"],
-        CDF__STORAGE__RAW=out["RawUri"],
-        CDF__LANDING__URI=out["LandingUri"],
-        CDF__CATALOG__NAMESPACE_PREFIX=out["NamespacePrefix"],
-        CDF__SPARK__MASTER="local[2]",
-        CDF__SPARK__SHUFFLE_PARTITIONS="2",
+        **stack.cdf_settings(),
         **more,
     )
 

@@ -66,6 +66,19 @@ class Stack:
     physical: dict[str, str]
     clients: dict[str, Any] = field(repr=False)
 
+    def cdf_settings(self) -> dict[str, str]:
+        """The ``cdf`` settings a user takes from the stack's outputs (as the docs map them),
+        and a small local Spark for a test's child process."""
+        out = self.outputs
+        return {
+            "CDF_ROOT": out["Root"],
+            "CDF__STORAGE__RAW": out["RawUri"],
+            "CDF__LANDING__URI": out["LandingUri"],
+            "CDF__CATALOG__NAMESPACE_PREFIX": out["NamespacePrefix"],
+            "CDF__SPARK__MASTER": "local[2]",
+            "CDF__SPARK__SHUFFLE_PARTITIONS": "2",
+        }
+
     def resources_of(self, rtype: str) -> dict[str, dict[str, Any]]:
         return {k: r for k, r in self.template["Resources"].items() if r["Type"] == rtype}
 
