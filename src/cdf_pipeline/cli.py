@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_listen,
         cli_maintain,
         cli_migrate,
+        cli_report,
         cli_run,
     )
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_listen.register(subs)
     cli_maintain.register(subs)
     cli_migrate.register(subs)
+    cli_report.register(subs)
     cli_run.register(subs)
     return parser
 
