@@ -121,3 +121,42 @@ def resolve(
         )
     finally:
         spark.catalog.dropTempView(view)
+
+
+def resolve_sent_again(
+    spark: SparkSession,
+    names: TableNames,
+    entity: Entity,
+    tenant: str,
+    run_id: str,
+    now: datetime,
+    view: str,
+) -> None:
+    """Resolve older OPEN quarantine rows whose primary key this run received again.
+
+    A key this run landed in silver (the customer fixed the row and sent it back, or sent a newer
+    valid version) needs no more work; a key this run quarantined again (sent back still
+    broken) is open under its new copy, with its new reasons, so the older copy is resolved by
+    it. Either way the run counts the row once, where it read it: resolving adds nothing to
+    ``promoted`` or any other count. Runs after the promotion step, so rows promoted by this run
+    are already RESOLVED. Nothing is written when no key matches (the usual case), and silver is
+    not read at all while the tenant has no older open row (a first load).
+    """
+    tenant = validate_tenant_id(tenant)
+    pk = entity.primary_key
+    mine = F.col("tenant_id") == F.lit(tenant)
+    this_run = F.col("_run_id") == F.lit(run_id)
+    quarantined = spark.table(names.quarantine(entity)).where(mine)
+    older = quarantined.where((F.col("_status") == F.lit(OPEN)) & ~this_run).select(KEY, pk)
+    if older.limit(1).count() == 0:
+        return
+    received = (
+        spark.table(names.silver(entity))
+        .where(mine & this_run)
+        .select(pk)
+        .unionByName(quarantined.where(this_run).select(pk))
+    )
+    keys = older.join(received, pk, "left_semi").select(KEY)
+    if keys.limit(1).count() == 0:
+        return
+    resolve(spark, names, entity, tenant, keys, run_id, now, view)

@@ -286,7 +286,8 @@ def _publish(
     *,
     guard: Callable[[], None] = lambda: None,
 ) -> None:
-    """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows.
+    """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows and
+    those whose key this run received again.
 
     ``guard`` runs before each write and raises to stop it (the tenant lease's check).
     """
@@ -331,6 +332,13 @@ def _publish(
                     run_id,
                     now,
                     f"r_{name}_{suffix}",
+                )
+    for name, s in staged.items():
+        if s.counts.read:  # rows sent again resolve the older open copies of their keys
+            guard()
+            with stage("quarantine_resolve_sent_again", **{"cdf.entity": name}):
+                quarantine.resolve_sent_again(
+                    spark, names, s.entity, tenant, run_id, now, f"a_{name}_{suffix}"
                 )
 
 
