@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -60,6 +61,10 @@ def _template() -> jinja2.Template:
 
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{value:.2%}"
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else f"{value:%Y-%m-%d %H:%M:%S}"
 
 
 def _num(value: int | None) -> str:
@@ -118,6 +123,7 @@ def render(
         specs=specs.items,
         pct=_pct,
         num=_num,
+        when=_when,
         version=__version__,
         vega_js=bundle,
         vega_version=vega_version,
