@@ -331,6 +331,9 @@ def read_quarantine(
     for tenant, rows in _by_tenant(samples.collect() if samples is not None else []).items():
         for d in rows:
             d["original"] = redact(d["original"])
+            for reason in d["reasons"]:
+                if SECRET_NAME.search(reason.get("column") or ""):
+                    reason["value"] = MASK
         facts[tenant].samples = sorted(rows, key=lambda d: (d["rule"], d["n"]))
 
 
