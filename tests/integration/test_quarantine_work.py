@@ -65,6 +65,13 @@ def test_export_fix_send_back_run_resolves(
         .collect()
     }
 
+    # By file and by run, every open row once (one file and one run here).
+    n_open = open_rows(spark, names, TENANT, "suppliers").count()
+    for by, group in (("file", None), ("run", first.run_id)):
+        counts = open_counts(spark, names, TENANT, by, ["suppliers"])
+        assert [c.rows for c in counts] == [n_open]
+        assert group is None or counts[0].group == group
+
     # Export: the columns as sent, in the order sent, plus the reasons.
     exported = tmp_path / "open.csv"
     n = export_open(spark, names, storage, TENANT, "suppliers", exported)
