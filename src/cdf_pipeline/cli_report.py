@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cdf_pipeline.cli_run import report
 from cdf_pipeline.config import PROFILES, load_settings
 
 DESCRIPTION = """\
@@ -83,8 +84,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         "runs": done.runs,
         "bytes": done.size_bytes,
     }
-    print(f"wrote {done.path} ({len(done.tenants)} tenant(s), {done.runs} run(s), "
-          f"{done.size_bytes / 1e6:.2f} MB)")  # fmt: skip
-    if args.json:
-        print(json.dumps(summary))
+    text = (
+        f"wrote {done.path} ({len(done.tenants)} tenant(s), {done.runs} run(s), "
+        f"{done.size_bytes / 1e6:.2f} MB)"
+    )
+    report(text, json.dumps(summary), as_json=args.json)  # with --json: the JSON line last
     return 0
