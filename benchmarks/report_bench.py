@@ -9,7 +9,7 @@ table: ``ops.runs`` (a record per run, built by ``RunSummary.row()`` like a real
 counts, per-rule violations, two input files and audits; mostly SUCCEEDED, some AUDIT_FAILED,
 SUCCEEDED_WITH_ERRORS and FAILED), ``ops.ingested_files`` (the runs' files, a few FAILED or with
 a drift note) and each quarantine table (``--quarantine-rows`` per tenant and entity, a row as
-sent in ``_original``, one or two reasons, 70% OPEN).
+sent in ``_original`` as long as a real one, one or two reasons of 15 rules, 70% OPEN).
 
 Measured: ``cdf report`` as a person runs it (a child process: Python start, Spark start,
 queries, rendering, writing), three times, and the report's size. Printed as the lines
@@ -66,7 +66,7 @@ def run_records(tenants: list[str], runs: int, rng: random.Random) -> list[dict[
             )
             for name, entity in ENTITIES.items():
                 read = rng.randrange(500, 5000)
-                codes = rng.sample(_rules(entity), 6)
+                codes = rng.sample(_rules(entity)[:15], 6)
                 violations = {c: rng.randrange(0, 80) for c in codes}
                 bad = sum(violations.values()) // 2
                 run.entities[name] = S.EntityCounts(
@@ -114,18 +114,27 @@ def quarantine_rows(
     spark: SparkSession, table: str, entity: Entity, tenants: list[str], per_tenant: int
 ) -> DataFrame:
     """Synthetic quarantine rows with the table's schema (nulls where the report reads nothing)."""
-    codes = _rules(entity)
+    codes = _rules(entity)[:15]  # about what a demo tenant has open (12-15 rules)
     schema = spark.table(table).schema
     ids = spark.range(len(tenants) * per_tenant)
     tenant = F.element_at(F.array(*(F.lit(t) for t in tenants)), (F.col("id") % len(tenants)) + 1)
     code = F.element_at(F.array(*(F.lit(c) for c in codes)), (F.col("id") % len(codes)) + 1)
+    other = F.element_at(F.array(*(F.lit(c) for c in codes)), ((F.col("id") + 5) % len(codes)) + 1)
     reason = F.struct(code.alias("rule"), F.lit("x").alias("column"), F.lit("bad").alias("value"))
+    second = F.struct(other.alias("rule"), F.lit("y").alias("column"), F.lit("bad").alias("value"))
+    # A row as sent about as long as a real one (~1.6 KB of JSON: 24 columns of 64 characters).
+    filler = [F.sha2(F.concat(F.col("id").cast("string"), F.lit(str(i))), 256).alias(f"c{i}")
+              for i in range(24)]  # fmt: skip
     pk = F.format_string("01BENCH%019d", F.col("id"))
     values = {
         entity.primary_key: pk,
         "tenant_id": tenant,
-        "_original": F.to_json(F.struct(pk.alias(entity.primary_key), tenant.alias("tenant_id"))),
-        "_violations": F.array(reason),
+        "_original": F.to_json(
+            F.struct(pk.alias(entity.primary_key), tenant.alias("tenant_id"), *filler)
+        ),
+        "_violations": F.when(F.col("id") % 3 == 0, F.array(reason, second)).otherwise(
+            F.array(reason)
+        ),
         "_source_file": F.format_string("raw/f%d.parquet", F.col("id") % 97),
         "_run_id": F.format_string("run-%d", F.col("id") % 50),
         "_rule_set_version": F.lit("bench"),

@@ -33,7 +33,10 @@ FILE_PROBLEMS = 20
 #: A value (or a run's message, a file's error) is cut to this many characters.
 VALUE_CHARS = 200
 #: The row as sent is cut to this many characters before it leaves Spark.
-ORIGINAL_CHARS = 2000
+ORIGINAL_CHARS = 1000
+#: Samples are shown for this many rules per tenant, those with most open rows: with the cuts
+#: above, a tenant's samples stay under ~70 KB of the page, whatever the number of rules.
+SAMPLED_RULES = 20
 
 #: ``ops.runs`` columns the report reads; a lakehouse without one is of an older layout.
 RUN_COLUMNS = (
@@ -329,6 +332,9 @@ def read_quarantine(
         facts[tenant].oldest_open = sorted(rows, key=lambda d: d["quarantined_at"])
     samples = union(spark, names, tenants, exists, _samples)
     for tenant, rows in _by_tenant(samples.collect() if samples is not None else []).items():
+        busiest = sorted(facts[tenant].open_by_rule.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = {rule for (_, rule), _ in busiest[:SAMPLED_RULES]}
+        rows = [d for d in rows if d["rule"] in shown]
         for d in rows:
             d["original"] = redact(d["original"])
             for reason in d["reasons"]:

@@ -19,7 +19,13 @@ import jinja2
 
 from cdf_pipeline import __version__
 from cdf_pipeline.dq_report import charts
-from cdf_pipeline.dq_report.facts import FILE_PROBLEMS, SAMPLES_PER_RULE, VALUE_CHARS, TenantFacts
+from cdf_pipeline.dq_report.facts import (
+    ORIGINAL_CHARS,
+    SAMPLED_RULES,
+    SAMPLES_PER_RULE,
+    VALUE_CHARS,
+    TenantFacts,
+)
 
 
 @dataclass
@@ -130,5 +136,6 @@ def render(
         vegalite_version=vegalite_version,
         samples_per_rule=SAMPLES_PER_RULE,
         value_chars=VALUE_CHARS,
-        file_problems=FILE_PROBLEMS,
+        sampled_rules=SAMPLED_RULES,
+        original_chars=ORIGINAL_CHARS,
     )
