@@ -154,9 +154,9 @@ def file_outcomes(t: TenantFacts) -> Spec | None:
             y=alt.Y("files:Q", stack="zero", title="files"),
             color=alt.Color(
                 "outcome:N",
-                scale=alt.Scale(
-                    domain=["INGESTED", "STAGED", "FAILED"],
-                    range=["#2e7d32", "#90a4ae", "#c62828"],
+                scale=alt.Scale(  # SKIPPED, IGNORED: where the run record lists them
+                    domain=["INGESTED", "STAGED", "SKIPPED", "IGNORED", "FAILED"],
+                    range=["#2e7d32", "#90a4ae", "#b0bec5", "#cfd8dc", "#c62828"],
                 ),
             ),
             tooltip=["run_id:N", "outcome:N", "files:Q"],

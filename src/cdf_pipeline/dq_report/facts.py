@@ -112,7 +112,7 @@ class TenantFacts:
         return [r for r in self.runs if r.has_data]
 
     def manifest_failed(self) -> int:
-        return sum(n for (_, status), n in self.manifest.items() if status != "INGESTED")
+        return sum(n for (_, status), n in self.manifest.items() if status == "FAILED")
 
     def rule_moves(self, top: int = 5) -> list[tuple[str, int, int]]:
         """(rule, rows in the previous run, rows in the latest) of the rules whose count moved
@@ -346,8 +346,9 @@ def read_quarantine(
 def read_manifest(
     spark: SparkSession, names: TableNames, facts: dict[str, TenantFacts], since: datetime | None
 ) -> None:
-    """Files per (entity, status) from ``ops.ingested_files``, and the latest failed or drifted
-    files with their error or note."""
+    """Files per (entity, status) from ``ops.ingested_files``, and the latest files that were not
+    simply ingested (failed, or skipped or ignored where the manifest records those) or drifted,
+    with their error or note."""
     files = spark.table(names.ingested_files).where(F.col("tenant_id").isin(sorted(facts)))
     if since is not None:
         files = files.where(F.col("ingested_at") >= F.lit(since))
