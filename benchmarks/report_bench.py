@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from statistics import median
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdf_pipeline import run_record as S
@@ -117,9 +117,12 @@ def quarantine_rows(
     codes = _rules(entity)[:15]  # about what a demo tenant has open (12-15 rules)
     schema = spark.table(table).schema
     ids = spark.range(len(tenants) * per_tenant)
-    tenant = F.element_at(F.array(*(F.lit(t) for t in tenants)), (F.col("id") % len(tenants)) + 1)
-    code = F.element_at(F.array(*(F.lit(c) for c in codes)), (F.col("id") % len(codes)) + 1)
-    other = F.element_at(F.array(*(F.lit(c) for c in codes)), ((F.col("id") + 5) % len(codes)) + 1)
+
+    def pick(values: list[str], offset: int = 0) -> Column:
+        index = ((F.col("id") + offset) % len(values) + 1).cast("int")  # element_at takes an int
+        return F.element_at(F.array(*(F.lit(v) for v in values)), index)
+
+    tenant, code, other = pick(tenants), pick(codes), pick(codes, 5)
     reason = F.struct(code.alias("rule"), F.lit("x").alias("column"), F.lit("bad").alias("value"))
     second = F.struct(other.alias("rule"), F.lit("y").alias("column"), F.lit("bad").alias("value"))
     # A row as sent about as long as a real one (~1.6 KB of JSON: 24 columns of 64 characters).
