@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         cli_listen,
         cli_maintain,
         cli_migrate,
+        cli_quarantine,
+        cli_report,
         cli_run,
     )
 
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_listen.register(subs)
     cli_maintain.register(subs)
     cli_migrate.register(subs)
+    cli_quarantine.register(subs)
+    cli_report.register(subs)
     cli_run.register(subs)
     return parser
 

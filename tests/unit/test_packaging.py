@@ -24,6 +24,7 @@ def test_the_wheel_ships_both_packages_and_the_profiles(tmp_path: Path) -> None:
     shipped = {f"cdf_pipeline/conf/{p.relative_to(conf)}" for p in conf.rglob("*") if p.is_file()}
     assert shipped and shipped <= names
     assert "cdf_generator/api.py" in names and "cdf_pipeline/jars.py" in names
+    assert "cdf_pipeline/dq_report/templates/report.html.j2" in names  # cdf report's page
     # No top-level package with a name any project could collide with.
     assert {n.split("/")[0] for n in names if n.endswith(".py")} == {
         "cdf_pipeline",

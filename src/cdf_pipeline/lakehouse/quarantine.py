@@ -121,3 +121,40 @@ def resolve(
         )
     finally:
         spark.catalog.dropTempView(view)
+
+
+def resolve_sent_again(
+    spark: SparkSession,
+    names: TableNames,
+    entity: Entity,
+    tenant: str,
+    received: DataFrame,
+    run_id: str,
+    now: datetime,
+    view: str,
+) -> None:
+    """Resolve older OPEN quarantine rows whose primary key this run received again.
+
+    ``received``: the keys (column ``entity.primary_key``) this run landed in silver (inserted or
+    updated: the customer fixed the row and sent it back, or sent a newer valid version) or
+    quarantined again (sent back still broken: open under its new copy, with its new reasons).
+    They come from the run's staged rows, never from a scan of silver, so the cost follows the
+    batch. Either way the run counts the row once, where it read it: resolving adds nothing to
+    ``promoted`` or any other count. Runs after the promotion step, so rows promoted by this run
+    are already RESOLVED. Nothing is written when no key matches (the usual case).
+    """
+    tenant = validate_tenant_id(tenant)
+    pk = entity.primary_key
+    older = (
+        spark.table(names.quarantine(entity))
+        .where(
+            (F.col("tenant_id") == F.lit(tenant))
+            & (F.col("_status") == F.lit(OPEN))
+            & (F.col("_run_id") != F.lit(run_id))
+        )
+        .select(KEY, pk)
+    )
+    keys = older.join(received.select(pk).distinct(), pk, "left_semi").select(KEY)
+    if keys.limit(1).count() == 0:
+        return
+    resolve(spark, names, entity, tenant, keys, run_id, now, view)

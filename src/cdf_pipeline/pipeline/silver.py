@@ -407,7 +407,8 @@ def _publish(
     *,
     guard: Callable[[], None] = lambda: None,
 ) -> None:
-    """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows.
+    """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows and
+    those whose key this run received again.
 
     ``guard`` runs before each write and raises to stop it (the tenant lease's check).
     """
@@ -453,6 +454,28 @@ def _publish(
                     now,
                     f"r_{name}_{suffix}",
                 )
+    for name, s in staged.items():
+        received = _received_keys(s)
+        if received is not None:  # rows sent again resolve the older open copies of their keys
+            guard()
+            with stage("quarantine_resolve_sent_again", **{"cdf.entity": name}):
+                quarantine.resolve_sent_again(
+                    spark, names, s.entity, tenant, received, run_id, now, f"a_{name}_{suffix}"
+                )
+
+
+def _received_keys(s: StagedEntity) -> DataFrame | None:
+    """The keys of this run's rows that landed in silver (inserted, updated) or were quarantined
+    again, from the staged rows; None when there are none."""
+    pk = s.entity.primary_key
+    frames = []
+    if s.changes is not None and (s.counts.inserted or s.counts.updated):
+        frames.append(s.changes.select(pk))
+    if s.rejected is not None and s.counts.quarantined:
+        frames.append(s.rejected.select(pk))
+    if not frames:
+        return None
+    return frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
 
 
 def _finish_without_data(
