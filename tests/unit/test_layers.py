@@ -46,6 +46,9 @@ RANK = {
     "cdf_pipeline.landing": 5,
     "cdf_pipeline.maintain": 5,
     "cdf_pipeline.maintain_report": 5,
+    # The data-quality report and the quarantine workflow: orchestration below the CLI.
+    "cdf_pipeline.dq_report": 5,
+    "cdf_pipeline.quarantine_work": 5,
     "cdf_pipeline.cli_contracts": 6,
     "cdf_pipeline.cli_jars": 6,
     "cdf_pipeline.cli_run": 6,
@@ -54,6 +57,8 @@ RANK = {
     "cdf_pipeline.cli_maintain": 6,
     "cdf_pipeline.cli_migrate": 6,
     "cdf_pipeline.cli_run_many": 6,
+    "cdf_pipeline.cli_report": 6,
+    "cdf_pipeline.cli_quarantine": 6,
     "cdf_pipeline.demo": 6,
     "cdf_pipeline.cli": 7,
     "cdf_pipeline": 0,  # the package's __init__: only __version__
