@@ -124,7 +124,9 @@ def test_one_trace_per_run_with_a_span_per_stage(traced: dict[str, Any]) -> None
     assert trace_ids == {run.trace_id} == {traced["record"]["trace_id"]}  # ops.runs -> the trace
 
     top = sorted(s.name for s in _children(capture, root))
-    assert top == ["audits", "publish", "record_run", "stage_entity", "stage_entity"]
+    assert top == [
+        "audits", "publish", "record_files", "record_run", "stage_entity", "stage_entity"
+    ]  # fmt: skip
     entity_spans = {s.attributes["cdf.entity"]: s for s in spans["stage_entity"]}
     suppliers = {s.name for s in _children(capture, entity_spans["suppliers"])}
     parts = {s.name for s in _children(capture, entity_spans["parts"])}
@@ -134,7 +136,10 @@ def test_one_trace_per_run_with_a_span_per_stage(traced: dict[str, Any]) -> None
         assert [s.name for s in _children(capture, read)] == ["normalise"]  # one file per entity
     (publish,) = spans["publish"]
     published = sorted(s.name for s in _children(capture, publish))
-    assert published == ["append", "append", "quarantine_write", "quarantine_write"]
+    assert published == [
+        "append", "append", "journal", "quarantine_resolve_sent_again",
+        "quarantine_resolve_sent_again", "quarantine_write", "quarantine_write",
+    ]  # fmt: skip
     assert all(s.status.status_code.name == "UNSET" for s in capture.spans())
 
     attrs = root.attributes

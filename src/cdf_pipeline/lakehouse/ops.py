@@ -82,14 +82,19 @@ def record_run(spark: SparkSession, names: TableNames, row: dict[str, Any]) -> N
 
 def upsert_run(spark: SparkSession, names: TableNames, row: dict[str, Any], view: str) -> None:
     """Write the run's record in place of any earlier one of the same run (its PUBLISHING row):
-    one commit, so ops.runs never holds two records of one run."""
+    one commit, so ops.runs never holds two records of one run.
+
+    The tenant is a literal in the join condition: Iceberg then checks for conflicting commits
+    in the tenant's partition only, so tenants recording at the same time do not conflict.
+    """
+    tenant = validate_tenant_id(row["tenant_id"])
     df = spark.createDataFrame([row], schema=spark.table(names.runs).schema)
     df.createOrReplaceTempView(view)
     try:
         spark.sql(
             f"""
             MERGE INTO {names.runs} t USING {view} s
-            ON t.tenant_id = s.tenant_id AND t.run_id = s.run_id
+            ON t.tenant_id = '{tenant}' AND s.tenant_id = t.tenant_id AND t.run_id = s.run_id
             WHEN MATCHED THEN UPDATE SET *
             WHEN NOT MATCHED THEN INSERT *
             """
