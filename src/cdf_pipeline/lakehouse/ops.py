@@ -80,9 +80,20 @@ def record_run(spark: SparkSession, names: TableNames, row: dict[str, Any]) -> N
     _append(spark, names.runs, [row])
 
 
-def upsert_run(spark: SparkSession, names: TableNames, row: dict[str, Any], view: str) -> None:
+def upsert_run(
+    spark: SparkSession,
+    names: TableNames,
+    row: dict[str, Any],
+    view: str,
+    *,
+    over_publishing_only: bool = False,
+) -> None:
     """Write the run's record in place of any earlier one of the same run (its PUBLISHING row):
     one commit, so ops.runs never holds two records of one run.
+
+    ``over_publishing_only``: replace an earlier record only while it is still PUBLISHING. A run
+    that failed after losing its lease records itself so: the run that took the tenant over may
+    have completed its publish under its id (or marked it FAILED), and that record stands.
 
     The tenant is a literal in the join condition: Iceberg then checks for conflicting commits
     in the tenant's partition only, so tenants recording at the same time do not conflict.
@@ -90,12 +101,13 @@ def upsert_run(spark: SparkSession, names: TableNames, row: dict[str, Any], view
     tenant = validate_tenant_id(row["tenant_id"])
     df = spark.createDataFrame([row], schema=spark.table(names.runs).schema)
     df.createOrReplaceTempView(view)
+    only = f"AND t.status = '{PUBLISHING}'" if over_publishing_only else ""
     try:
         spark.sql(
             f"""
             MERGE INTO {names.runs} t USING {view} s
             ON t.tenant_id = '{tenant}' AND s.tenant_id = t.tenant_id AND t.run_id = s.run_id
-            WHEN MATCHED THEN UPDATE SET *
+            WHEN MATCHED {only} THEN UPDATE SET *
             WHEN NOT MATCHED THEN INSERT *
             """
         )

@@ -390,9 +390,12 @@ def _finished(run: S.RunSummary) -> S.RunSummary:
 
 def _record_failure(spark: SparkSession, names: TableNames, run: S.RunSummary) -> None:
     """Best effort: a run that failed mid-way still leaves a FAILED row in ops.runs (in place of
-    its PUBLISHING one, when it had begun to publish)."""
+    its PUBLISHING one, when it had begun to publish). Never over a final record: a run that
+    lost its lease may have been completed (or failed) by the run that took the tenant over."""
     try:
-        ops.upsert_run(spark, names, _finished(run).row(), _view("f", run))
+        ops.upsert_run(
+            spark, names, _finished(run).row(), _view("f", run), over_publishing_only=True
+        )
     except Exception as exc:  # the original failure is what the caller must see
         logger.warning("could not record failed run %s: %s", run.run_id, type(exc).__name__)
 
