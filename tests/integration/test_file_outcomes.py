@@ -32,6 +32,8 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 TENANT = "odd"
 TS = datetime(2025, 5, 1, 12, 30, 15, 123456, tzinfo=timezone.utc)
+#: One field's length in ``long.csv``: read, then quarantined for its length.
+LONG_FIELD = 50 * 1024 * 1024
 COLUMNS = ["supplier_id", "tenant_id", "legal_name", "country", "contact_email"]
 
 
@@ -89,6 +91,10 @@ def hostile_corpus(folder: Path) -> dict[str, tuple[str, str | None]]:
     latin = "supplier_id,tenant_id,legal_name,country,contact_email,source_timestamp\n"
     latin += f"{ulid(90)},{TENANT},Müller Präzisionsteile GmbH,DE,m@mueller.de,2025-05-01\n"
     write_bytes(folder / "latin1.csv", latin.encode("latin-1"))
+    # RFC 4180 sets no limit on a field: 50 MB in one (longer than the CSV readers' blocks).
+    long = latin.splitlines()[0] + "\n"
+    long += f"{ulid(95)},{TENANT},{'x' * LONG_FIELD},DE,l@long.de,2025-05-01\n"
+    write_bytes(folder / "long.csv", long.encode())
     write_bytes(folder / "notes.txt", b"sent by the ERP export\n")
     write_bytes(folder / "_SUCCESS", b"")
     write_bytes(folder / "_temporary" / "0" / "part-0.parquet", b"partial")
@@ -106,6 +112,7 @@ def hostile_corpus(folder: Path) -> dict[str, tuple[str, str | None]]:
         ),
         "repeated.csv": ("FAILED", "duplicate column supplier_id (the header names it twice)"),
         "latin1.csv": ("FAILED", raw_files.NOT_UTF8),
+        "long.csv": ("INGESTED", None),
         "notes.txt": ("IGNORED", raw_files.NOT_DATA),
         "_SUCCESS": ("IGNORED", raw_files.WRITER_MARKER),
         "part-0.parquet": ("IGNORED", raw_files.HIDDEN_FOLDER),
@@ -139,14 +146,16 @@ def test_every_object_gets_an_outcome_and_bad_files_fail_alone(
         ignore_row_order=True,
         ignore_nullable=True,
     )
-    # A struct sent where the contract wants text is a type violation, never its rendering.
+    # A struct sent where the contract wants text is a type violation, never its rendering;
+    # a 50 MB name is read and quarantined for its length.
     quarantined = spark.table(names.quarantine("suppliers")).where(F.col("tenant_id") == TENANT)
     codes = quarantined.select(
         "supplier_id", F.expr("transform(_violations, v -> v.rule)").alias("rules")
     )
     expected_codes = spark.createDataFrame(
         [(ulid(40), ["legal_name.type", "legal_name.required"]),
-         (ulid(41), ["legal_name.type", "legal_name.required"])],
+         (ulid(41), ["legal_name.type", "legal_name.required"]),
+         (ulid(95), ["legal_name.too_long"])],
         "supplier_id string, rules array<string>",
     )  # fmt: skip
     assert_df_equality(
