@@ -1,8 +1,11 @@
 # cdf-pipeline: every command a developer needs. `make help` lists them.
 # The first target that needs them creates .venv and installs the project (once).
 
+# A pyenv shim exists for every version pyenv knows and fails (on stderr) for one not installed:
+# each candidate's own complaint is silenced, only the final verdict speaks.
 PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
-	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3,10) <= sys.version_info[:2] <= (3,12)))' \
+	command -v $$p >/dev/null 2>&1 \
+	&& $$p -c 'import sys; sys.exit(not ((3,10) <= sys.version_info[:2] <= (3,12)))' 2>/dev/null \
 	&& echo $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin

@@ -1,7 +1,10 @@
-"""A wheel holds the whole project: both packages and the profiles (no checkout needed)."""
+"""A wheel holds the whole project: both packages and the profiles (no checkout needed); ``make``
+sets it up on a new machine without noise."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -30,3 +33,22 @@ def test_the_wheel_ships_both_packages_and_the_profiles(tmp_path: Path) -> None:
         "cdf_pipeline",
         "cdf_generator",
     }
+
+
+def test_make_finds_a_python_quietly_beside_pyenv_shims(tmp_path: Path) -> None:
+    """pyenv puts a shim on PATH for each version it knows; one not installed fails with
+    "command not found" on stderr. ``make`` tries versions in turn and must not echo that."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for version in ("python3.12", "python3.11", "python3.10"):
+        shim = shims / version
+        shim.write_text(f'#!/bin/sh\necho "pyenv: {version}: command not found" >&2\nexit 127\n')
+        shim.chmod(0o755)
+    real = shutil.which("python3")
+    assert real is not None
+    env = {**os.environ, "PATH": f"{shims}{os.pathsep}{Path(real).parent}{os.pathsep}/usr/bin:/bin"}
+    done = subprocess.run(
+        ["make", "-n", "-B", "install"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "command not found" not in done.stdout + done.stderr
+    assert "python3 -m venv" in done.stdout  # the shims were passed over, python3 chosen
