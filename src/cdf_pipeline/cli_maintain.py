@@ -157,6 +157,7 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     from cdf_pipeline.preflight import check_run
     from cdf_pipeline.spark import build_session
     from cdf_pipeline.storage import storage_for
+    from cdf_pipeline.store_watch import watch_store
     from cdf_pipeline.tenants import validate_tenant_id
 
     tenant = validate_tenant_id(args.tenant) if args.tenant else None
@@ -169,13 +170,14 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         kept.orphan_days if args.orphan_days is None else args.orphan_days,
     )
     check_run(settings, storage_for(settings))
-    spark = build_session(settings, app_name=f"cdf-maintain-{args.mode}")
-    try:
-        done = maintain(
-            spark, settings, mode=args.mode, tenant=tenant, options=options, wait=args.wait,
-            drop_broken=args.drop_broken,
-        )  # fmt: skip
-    finally:
-        spark.stop()
+    with watch_store(settings, "maintain"):
+        spark = build_session(settings, app_name=f"cdf-maintain-{args.mode}")
+        try:
+            done = maintain(
+                spark, settings, mode=args.mode, tenant=tenant, options=options, wait=args.wait,
+                drop_broken=args.drop_broken,
+            )  # fmt: skip
+        finally:
+            spark.stop()
     report(format_report(done), done.to_json(), as_json=args.json)
     return done.exit_code

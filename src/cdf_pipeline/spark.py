@@ -78,10 +78,13 @@ def s3a_options(s3: S3Config) -> dict[str, str]:
         # The SDK's default chain: environment, AWS_PROFILE / SSO, container and instance roles.
         f"{prefix}.aws.credentials.provider": _AWS_V1_DEFAULT_CHAIN,
         f"{prefix}.path.style.access": str(s3.path_style).lower(),
-        # Fail in seconds, not minutes, when the endpoint does not answer.
-        f"{prefix}.connection.establish.timeout": "5000",
+        # Fail in seconds, not minutes, when the endpoint does not answer: a read waits a
+        # quarter of storage.timeout_seconds (Hadoop's default: 200 s), a few times at most.
+        f"{prefix}.connection.establish.timeout": _ms(s3.connect_timeout_s),
+        f"{prefix}.connection.timeout": _ms(s3.request_timeout_s),
         f"{prefix}.attempts.maximum": "3",
         f"{prefix}.retry.limit": "3",
+        f"{prefix}.retry.interval": "500ms",
     }
     if s3.endpoint:
         opts[f"{prefix}.endpoint"] = s3.endpoint
@@ -102,7 +105,29 @@ def s3_file_io_options(s3: S3Config, environ: dict[str, str] | None = None) -> d
         opts["client.region"] = s3.region
     if glue := env.get("AWS_ENDPOINT_URL_GLUE") or env.get("AWS_ENDPOINT_URL"):
         opts["glue.endpoint"] = glue
-    return opts
+    return {**opts, **aws_client_timeouts(s3)}
+
+
+def aws_client_timeouts(s3: S3Config) -> dict[str, str]:
+    """Timeouts and retries of Iceberg's AWS clients (S3FileIO, Glue) from ``s3.timeout_s``.
+
+    Iceberg's defaults retry S3 five times with back-offs up to 20 s, over connections that wait
+    unbounded for an answer; here each request waits at most a quarter of the timeout and is
+    retried three times with short back-offs. (Iceberg's table loads retry on top of this; what
+    bounds those is ``store_watch``.)
+    """
+    return {
+        "s3.retry.num-retries": "3",
+        "s3.retry.min-wait-ms": "500",
+        "s3.retry.max-wait-ms": _ms(min(s3.request_timeout_s, 5.0)),
+        "http-client.apache.connection-timeout-ms": _ms(s3.connect_timeout_s),
+        "http-client.apache.socket-timeout-ms": _ms(s3.request_timeout_s),
+        "http-client.apache.connection-acquisition-timeout-ms": _ms(s3.request_timeout_s),
+    }
+
+
+def _ms(seconds: float) -> str:
+    return str(int(seconds * 1000))
 
 
 def jdbc_login_options(environ: dict[str, str] | None = None) -> dict[str, str]:
