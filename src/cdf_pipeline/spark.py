@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
-#: Warnings and errors only, without five expected warnings (see the file).
+#: The JVM's log under ``cdf -v``: warnings and errors with their Java traces, without five
+#: expected warnings (see the file).
 _LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
+#: ... and otherwise: nothing, so a failing command's own one-line error is all stderr shows.
+_LOG4J2_QUIET = Path(__file__).with_name("log4j2-quiet.properties")
 _CATALOG_IMPL = {
     "jdbc": "org.apache.iceberg.jdbc.JdbcCatalog",
     "rest": "org.apache.iceberg.rest.RESTCatalog",
@@ -52,6 +55,16 @@ _MASTER = re.compile(
     r"^(local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn"
     r"|(spark|k8s|mesos)://\S+)$"
 )
+
+
+def jvm_logs_shown() -> bool:
+    """Whether the JVM's log goes to stderr: when this package logs at DEBUG (``cdf -v``).
+
+    At the default verbosity a failing command prints one line that says what failed; the
+    JVM's retry warnings and stack frames would bury it (a store that vanished under a run made
+    thousands of them), so they are shown only when asked for.
+    """
+    return logger.isEnabledFor(logging.DEBUG)
 
 
 def tables_on_s3(settings: Settings) -> bool:
@@ -184,6 +197,11 @@ def catalog_options(settings: Settings) -> dict[str, str]:
     return opts
 
 
+def log4j2_config() -> Path:
+    """The JVM's log configuration file for this verbosity (:func:`jvm_logs_shown`)."""
+    return _LOG4J2_CONFIG if jvm_logs_shown() else _LOG4J2_QUIET
+
+
 def session_options(
     settings: Settings, app_name: str | None = None, *, with_jars: bool = True
 ) -> dict[str, str]:
@@ -221,7 +239,7 @@ def session_options(
         "spark.sql.iceberg.handle-timestamp-without-timezone": "true",
         # Applies to JVMs PySpark launches (not to one spark-submit already started).
         "spark.driver.extraJavaOptions": (
-            f"-Dlog4j2.configurationFile={_LOG4J2_CONFIG.as_uri()} "
+            f"-Dlog4j2.configurationFile={log4j2_config().as_uri()} "
             f"{settings.spark.driver_java_options}"
         ).strip(),
     }
@@ -343,6 +361,7 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
             f"Spark did not start with master {settings.spark.master!r} ({first}); check "
             "JAVA_HOME / java on PATH (Java 17), spark.master and spark.conf in the profile"
         ) from exc
-    session.sparkContext.setLogLevel(settings.spark.log_level)
+    # Also for a JVM spark-submit started with a log configuration of its own.
+    session.sparkContext.setLogLevel(settings.spark.log_level if jvm_logs_shown() else "OFF")
     _set_jdbc_password(session, settings)
     return session

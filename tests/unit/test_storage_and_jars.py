@@ -104,6 +104,25 @@ def test_every_s3_client_gives_up_within_the_profiles_storage_timeout() -> None:
         _settings("aws", storage={"timeout_seconds": 1})
 
 
+def test_the_jvm_logs_to_stderr_only_under_verbose() -> None:
+    """At the default verbosity the JVM logs nothing (a failing command's one line is all);
+    ``cdf -v`` (DEBUG) shows its warnings and Java traces."""
+    import logging
+
+    def log_config() -> str:
+        return session_options(_settings("local"), with_jars=False)["spark.driver.extraJavaOptions"]
+
+    package = logging.getLogger("cdf_pipeline")
+    old = package.level
+    try:
+        package.setLevel(logging.INFO)
+        assert "log4j2-quiet.properties" in log_config()
+        package.setLevel(logging.DEBUG)
+        assert "/log4j2.properties" in log_config()
+    finally:
+        package.setLevel(old)
+
+
 @pytest.mark.parametrize("master", ["garbage", "local[two]", "local[2", ""])
 def test_a_malformed_master_is_a_config_error(master: str) -> None:
     with pytest.raises(ConfigError, match="not a Spark master URL"):
