@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, free_port, require
+from conftest import cli_env, free_port, make_lake, require
 
 from cdf_generator.api import generate
 from cdf_pipeline.lakehouse.maintenance import maintained_tables, short_name
-from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
+from cdf_pipeline.maintain import maintain
+from cdf_pipeline.maintain_report import REPAIR, format_report
 from cdf_pipeline.storage import S3Config, Storage
 
 pytestmark = [pytest.mark.slow, pytest.mark.catalogs, pytest.mark.s3]
@@ -230,6 +232,34 @@ def delete_bucket(lake: Lake) -> None:
             if exc.response["Error"]["Code"] != "BucketNotEmpty":
                 raise
     raise AssertionError(f"bucket {lake.bucket} kept filling up")
+
+
+@pytest.mark.spark
+def test_the_embedded_catalogs_lost_table_is_re_registered(spark: Any, tmp_path: Path) -> None:
+    """The same repair on the embedded default (JDBC catalog in SQLite, HadoopFileIO), in this
+    process's session: the table's newest metadata file deleted, the previous one registered."""
+    local = make_lake(spark, tmp_path / "lake", properties={"cache-enabled": "false"})
+    names = TableNames.of(local)
+    ensure_tables(spark, names)
+    table = names.silver("suppliers")
+    spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('cdf.test' = 'a second metadata file')")
+    folder = Path(local.warehouse_uri) / "silver" / "suppliers" / "metadata"
+    first, second = sorted(folder.glob("*.metadata.json"))
+    second.unlink()
+
+    report = maintain(spark, local, mode=REPAIR)
+
+    assert report.exit_code == 0, format_report(report)
+    assert [r.to_dict() for r in report.lost] == [
+        {
+            "table": "silver.suppliers",
+            "missing_metadata_file": str(second),
+            "action": "reregistered",
+            "restored_from": str(first),
+            "restored_version": 0,
+        }
+    ]
+    assert "cdf.test" not in dict(spark.sql(f"SHOW TBLPROPERTIES {table}").collect())
 
 
 def empty_and_recreate(lake: Lake) -> None:
