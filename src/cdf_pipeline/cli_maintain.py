@@ -24,12 +24,18 @@ merge-on-read delete files and small files into new data files), expire snapshot
 With --tenant only that tenant's partitions are compacted (expiry and orphan removal are
 table-wide and skipped). --check verifies the guarantees on what the tables hold (no primary
 key twice in a tenant's silver, every foreign key naming a silver parent, quarantine rows OPEN
-or RESOLVED with their run); --repair moves the older versions of keys held twice in silver to
-quarantine. Each tenant is maintained, checked or repaired holding its lease; a tenant whose
-lease a run holds is skipped and reported BUSY (or waited for, with --wait).
+or RESOLVED with their run); --repair first brings back lost tables (a table whose current
+metadata file is missing, as after a bucket was emptied: every run fails on it, naming it) by
+re-registering each from its newest surviving metadata file, or, with --drop-broken, dropping
+the catalog entry of those of which none survives (no file is deleted) so that the next run
+creates them empty and rebuilds them from the raw files sent again; then it moves the older
+versions of keys held twice in silver to quarantine. Each tenant is maintained, checked or
+repaired holding its lease; a tenant whose lease a run holds is skipped and reported BUSY (or
+waited for, with --wait).
 
-exit codes: 0 done (checks passed), 1 a check failed or a step failed, 2 bad arguments or
-configuration, 3 a tenant was busy (nothing done for it; run again later; 3 wins over 1)."""
+exit codes: 0 done (checks passed), 1 a check failed, a step failed or a lost table was left
+lost (no surviving metadata file and no --drop-broken), 2 bad arguments or configuration,
+3 a tenant was busy (nothing done for it; run again later; 3 wins over 1)."""
 
 
 def _orphan_days(text: str) -> float:
@@ -102,9 +108,17 @@ def register(subs: argparse._SubParsersAction) -> None:
         dest="mode",
         action="store_const",
         const=REPAIR,
-        help="move the older versions of keys held twice in silver to quarantine",
+        help="re-register lost tables (current metadata file missing) from their newest "
+        "surviving metadata file, then move the older versions of keys held twice in silver to "
+        "quarantine",
     )
     p.set_defaults(mode=MAINTAIN)
+    p.add_argument(
+        "--drop-broken",
+        action="store_true",
+        help="with --repair: drop the lost tables of which no metadata file survives (their "
+        "rows are gone; the next run creates them empty and rebuilds them from the raw files)",
+    )
     p.add_argument(
         "--wait",
         type=_non_negative,
@@ -133,14 +147,17 @@ def register(subs: argparse._SubParsersAction) -> None:
         help="remove unreferenced files only when older than this many days (default: "
         f"maintenance.orphan_days, {DEFAULT_ORPHAN_DAYS:g}; at least {MIN_ORPHAN_DAYS:g})",
     )
-    p.set_defaults(func=cmd_maintain)
+    p.set_defaults(func=cmd_maintain, parser=p)
 
 
 def cmd_maintain(args: argparse.Namespace) -> int:
+    if args.drop_broken and args.mode != REPAIR:
+        args.parser.error("--drop-broken goes with --repair only")
     from cdf_pipeline.maintain import maintain
     from cdf_pipeline.preflight import check_run
     from cdf_pipeline.spark import build_session
     from cdf_pipeline.storage import storage_for
+    from cdf_pipeline.store_watch import watch_store
     from cdf_pipeline.tenants import validate_tenant_id
 
     tenant = validate_tenant_id(args.tenant) if args.tenant else None
@@ -153,12 +170,14 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         kept.orphan_days if args.orphan_days is None else args.orphan_days,
     )
     check_run(settings, storage_for(settings))
-    spark = build_session(settings, app_name=f"cdf-maintain-{args.mode}")
-    try:
-        done = maintain(
-            spark, settings, mode=args.mode, tenant=tenant, options=options, wait=args.wait
-        )
-    finally:
-        spark.stop()
+    with watch_store(settings, "maintain"):
+        spark = build_session(settings, app_name=f"cdf-maintain-{args.mode}")
+        try:
+            done = maintain(
+                spark, settings, mode=args.mode, tenant=tenant, options=options, wait=args.wait,
+                drop_broken=args.drop_broken,
+            )  # fmt: skip
+        finally:
+            spark.stop()
     report(format_report(done), done.to_json(), as_json=args.json)
     return done.exit_code

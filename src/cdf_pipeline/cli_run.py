@@ -147,16 +147,18 @@ def run_silver(
     from cdf_pipeline.preflight import check_run
     from cdf_pipeline.spark import build_session
     from cdf_pipeline.storage import storage_for
+    from cdf_pipeline.store_watch import watch_store
 
     with telemetry.stage("cdf.run", **{telemetry.TENANT: tenant}) as span:
         with telemetry.stage("preflight"):
             check_run(settings, storage_for(settings), create_root=create_root)
-        with telemetry.stage("spark_session"):
-            spark = build_session(settings, app_name=f"cdf-silver-{tenant}")
-        try:
-            summary = run_tenant(spark, settings, tenant, wait=wait)
-        finally:
-            spark.stop()
+        with watch_store(settings, "run"):  # a store that vanishes ends the run in bounded time
+            with telemetry.stage("spark_session"):
+                spark = build_session(settings, app_name=f"cdf-silver-{tenant}")
+            try:
+                summary = run_tenant(spark, settings, tenant, wait=wait)
+            finally:
+                spark.stop()
         telemetry.set_attributes(
             span, {telemetry.RUN_ID: summary.run_id, telemetry.STATE: summary.status}
         )

@@ -42,6 +42,7 @@ def run_many(args: argparse.Namespace) -> int:
     from cdf_pipeline.preflight import check_run
     from cdf_pipeline.spark import build_session
     from cdf_pipeline.storage import storage_for
+    from cdf_pipeline.store_watch import watch_store
 
     started = time.monotonic()
     base = settings_from_args(args)
@@ -62,7 +63,10 @@ def run_many(args: argparse.Namespace) -> int:
 
     out = sys.stderr if args.json else sys.stdout
     print(f"running {len(tenants)} tenant(s), {args.parallel} at a time", file=out, flush=True)
-    with telemetry.stage("cdf.run_many", **{"cdf.tenants": len(tenants)}):
+    with (
+        telemetry.stage("cdf.run_many", **{"cdf.tenants": len(tenants)}),
+        watch_store(base, "run"),
+    ):
         spark = build_session(base, app_name=f"cdf-silver-{len(tenants)}-tenants")
         summaries: list[S.RunSummary] = []
         try:

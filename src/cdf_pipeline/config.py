@@ -144,6 +144,10 @@ class StorageSettings(_Section):
     s3_region: str | None = None
     #: Path-style bucket addressing; default: on for a custom endpoint, off for AWS.
     s3_path_style: bool | None = None
+    #: How long a command goes on once a bucket of the root stops answering (the endpoint gone,
+    #: the bucket deleted): past it the command fails with one line (exit 1). Every S3 client's
+    #: timeouts and retries are derived from it, so each request gives up well within it.
+    timeout_seconds: float = Field(60.0, ge=10.0, le=3600.0)
     #: The text encoding of the tenant's CSV files (a tenant file sets it when its system
     #: exports e.g. latin-1 or cp1252); text that does not decode fails the file, never lands
     #: as replacement characters.

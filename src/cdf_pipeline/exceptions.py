@@ -23,6 +23,17 @@ class InputError(CdfError):
     """An input file or destination cannot be read or written."""
 
 
+class LostTableError(CdfError):
+    """A catalog table's current metadata file is missing: the table cannot be loaded until
+    ``cdf maintain --repair`` re-registers (or drops) it. Not a configuration error: no setting
+    brings the file back."""
+
+    def __init__(self, message: str, *, table: str, missing: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.missing = missing
+
+
 class TenantBusy(CdfError):
     """Another live run (or maintenance) holds the tenant's lease."""
 

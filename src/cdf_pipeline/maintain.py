@@ -10,7 +10,8 @@ every tenant is in scope (no ``--tenant``).
 The sequence, in the default mode: file statistics from table metadata; per tenant, under its
 lease, each table compacted; per table, snapshots expired and orphan files removed; statistics
 again. ``--check`` and ``--repair`` replace the middle with ``lakehouse.checks`` and
-``lakehouse.repair``.
+``lakehouse.repair``. ``--repair`` first brings back lost tables (``lakehouse.recovery``: a table
+whose current metadata file is missing cannot even be loaded, so nothing else could run).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pyspark.sql import SparkSession
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.exceptions import CdfError, TenantBusy
-from cdf_pipeline.lakehouse import checks, maintenance, repair
+from cdf_pipeline.lakehouse import checks, maintenance, recovery, repair
 from cdf_pipeline.lakehouse.lease import tenant_lease
 from cdf_pipeline.lakehouse.maintenance import FileStats
 from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables, java_root_cause
@@ -45,6 +46,7 @@ from cdf_pipeline.maintain_report import (
     Options,
     TableReport,
 )
+from cdf_pipeline.storage import storage_for
 from cdf_pipeline.telemetry import TABLE, TENANT, stage
 from cdf_pipeline.tenants import validate_tenant_id
 
@@ -82,11 +84,14 @@ def maintain(
     now: datetime | None = None,
     wait: float | None = None,
     lease: LeaseFactory | None = None,
+    drop_broken: bool = False,
 ) -> MaintainReport:
     """Run one ``cdf maintain`` (``mode``: maintain, check or repair) and report what it did.
 
     ``wait``: how long to wait for a held tenant lease before reporting the tenant BUSY (default:
     not at all). ``lease``: takes a tenant's lease (default: the tenant lease of ``settings``).
+    ``drop_broken`` (repair only): drop the lost tables of which no metadata file survives, so
+    the next run creates them again; without it they are reported and nothing else is done.
 
     Raises:
         ConfigError: a retention or orphan window out of range (before anything runs).
@@ -94,6 +99,8 @@ def maintain(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if drop_broken and mode != REPAIR:
+        raise ValueError("drop_broken goes with mode=repair only")
     options = options or default_options()
     maintenance.check_retention(options.retain_days, options.retain_last)
     maintenance.check_orphan_window(options.orphan_days)
@@ -108,6 +115,14 @@ def maintain(
     names = TableNames.of(settings)
     report = MaintainReport(mode, tenant, now, options)
     with stage("cdf.maintain", **{"cdf.maintain.mode": mode, TENANT: tenant or ""}):
+        if mode == REPAIR:
+            with _step("recover_lost_tables", "every table"):
+                report.lost = recovery.recover_lost_tables(
+                    spark, names, storage_for(settings), drop=drop_broken
+                )
+            if not all(r.recovered for r in report.lost):
+                report.seconds = time.monotonic() - started
+                return report  # the tables left lost cannot be loaded: nothing else can run
         ensure_tables(spark, names)
         tables = maintenance.maintained_tables(names)
         if mode == MAINTAIN:

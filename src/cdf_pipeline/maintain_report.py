@@ -2,7 +2,8 @@
 JSON line for a scheduler, with the exit code that sums it up.
 
 Exit codes: 3 when a tenant was busy (its lease held by a run or another maintenance, so nothing
-was done for it: try again later), else 1 when a check failed, else 0.
+was done for it: try again later), else 1 when a check failed or a lost table was left lost
+(``--repair`` without ``--drop-broken`` and no metadata file to bring it back from), else 0.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from typing import Any
 
 from cdf_pipeline.lakehouse.checks import CheckResult
 from cdf_pipeline.lakehouse.maintenance import FileStats
+from cdf_pipeline.lakehouse.recovery import DROPPED, REREGISTERED, Recovery
 from cdf_pipeline.lakehouse.repair import Repair
 
 MAINTAIN, CHECK, REPAIR = "maintain", "check", "repair"
 MODES = (MAINTAIN, CHECK, REPAIR)
 #: Per tenant: done (checks passed), BUSY (lease held, skipped), FAILED (a check failed).
 OK, BUSY, FAILED = "OK", "BUSY", "FAILED"
+#: The status of a repair that left a lost table lost (no surviving metadata, no --drop-broken).
+TABLES_LOST = "TABLES_LOST"
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BUSY = 0, 1, 3
 
 
@@ -90,18 +94,26 @@ class MaintainReport:
     tables: list[TableReport] = field(default_factory=list)
     checks: list[CheckResult] = field(default_factory=list)
     repairs: list[Repair] = field(default_factory=list)
+    #: Lost tables (current metadata file missing) found by ``--repair``, and what was done.
+    lost: list[Recovery] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def tables_left_lost(self) -> bool:
+        return not all(r.recovered for r in self.lost)
 
     @property
     def exit_code(self) -> int:
         if self.busy:
             return EXIT_BUSY
-        if any(not c.passed for c in self.checks):
+        if self.tables_left_lost or any(not c.passed for c in self.checks):
             return EXIT_CHECK_FAILED
         return EXIT_OK
 
     @property
     def status(self) -> str:
+        if self.tables_left_lost:
+            return TABLES_LOST
         return {EXIT_OK: OK, EXIT_CHECK_FAILED: "CHECK_FAILED", EXIT_BUSY: BUSY}[self.exit_code]
 
     def to_json(self) -> str:
@@ -125,6 +137,7 @@ class MaintainReport:
                 "tables": [t.to_dict() for t in self.tables],
                 "checks": [c.to_dict() for c in self.checks],
                 "repairs": [r.to_dict() for r in self.repairs],
+                "lost_tables": [r.to_dict() for r in self.lost],
             },
             sort_keys=False,
         )
@@ -208,6 +221,30 @@ def _repairs_text(report: MaintainReport) -> list[str]:
     return lines
 
 
+def _lost_text(report: MaintainReport) -> list[str]:
+    lines = []
+    for r in report.lost:
+        head = f"  LOST {r.table}: metadata file {r.missing} is missing; "
+        if r.action == REREGISTERED:
+            lines.append(
+                f"{head}re-registered from {r.restored_from} (commits after it are lost: send "
+                "again the raw files they ingested)"
+            )
+        elif r.action == DROPPED:
+            lines.append(
+                f"{head}no older metadata file survives; dropped (no file deleted): the next run "
+                "creates it empty and rebuilds it from the raw files sent again"
+            )
+        else:
+            lines.append(
+                f"{head}no older metadata file survives; left as it is: run again with "
+                "--repair --drop-broken to drop it, so the next run rebuilds it from the raw files"
+            )
+    if report.tables_left_lost:
+        lines.append("  nothing else was repaired: the tables left lost cannot be loaded")
+    return lines
+
+
 def format_report(report: MaintainReport) -> str:
     """The report for a person: a headline, then the tables, checks or repairs."""
     lines = [_headline(report)]
@@ -216,7 +253,7 @@ def format_report(report: MaintainReport) -> str:
     elif report.mode == CHECK:
         lines += _checks_text(report)
     else:
-        lines += _repairs_text(report)
+        lines += _lost_text(report) + _repairs_text(report)
     for b in report.busy:
         lines.append(
             f"  BUSY {b.tenant}: {b.purpose} by {b.owner} holds its lease "

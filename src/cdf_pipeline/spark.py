@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
-#: Warnings and errors only, without five expected warnings (see the file).
+#: The JVM's log under ``cdf -v``: warnings and errors with their Java traces, without five
+#: expected warnings (see the file).
 _LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
+#: ... and otherwise: nothing, so a failing command's own one-line error is all stderr shows.
+_LOG4J2_QUIET = Path(__file__).with_name("log4j2-quiet.properties")
 _CATALOG_IMPL = {
     "jdbc": "org.apache.iceberg.jdbc.JdbcCatalog",
     "rest": "org.apache.iceberg.rest.RESTCatalog",
@@ -52,6 +55,16 @@ _MASTER = re.compile(
     r"^(local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn"
     r"|(spark|k8s|mesos)://\S+)$"
 )
+
+
+def jvm_logs_shown() -> bool:
+    """Whether the JVM's log goes to stderr: when this package logs at DEBUG (``cdf -v``).
+
+    At the default verbosity a failing command prints one line that says what failed; the
+    JVM's retry warnings and stack frames would bury it (a store that vanished under a run made
+    thousands of them), so they are shown only when asked for.
+    """
+    return logger.isEnabledFor(logging.DEBUG)
 
 
 def tables_on_s3(settings: Settings) -> bool:
@@ -78,10 +91,13 @@ def s3a_options(s3: S3Config) -> dict[str, str]:
         # The SDK's default chain: environment, AWS_PROFILE / SSO, container and instance roles.
         f"{prefix}.aws.credentials.provider": _AWS_V1_DEFAULT_CHAIN,
         f"{prefix}.path.style.access": str(s3.path_style).lower(),
-        # Fail in seconds, not minutes, when the endpoint does not answer.
-        f"{prefix}.connection.establish.timeout": "5000",
+        # Fail in seconds, not minutes, when the endpoint does not answer: a read waits a
+        # quarter of storage.timeout_seconds (Hadoop's default: 200 s), a few times at most.
+        f"{prefix}.connection.establish.timeout": _ms(s3.connect_timeout_s),
+        f"{prefix}.connection.timeout": _ms(s3.request_timeout_s),
         f"{prefix}.attempts.maximum": "3",
         f"{prefix}.retry.limit": "3",
+        f"{prefix}.retry.interval": "500ms",
     }
     if s3.endpoint:
         opts[f"{prefix}.endpoint"] = s3.endpoint
@@ -102,7 +118,29 @@ def s3_file_io_options(s3: S3Config, environ: dict[str, str] | None = None) -> d
         opts["client.region"] = s3.region
     if glue := env.get("AWS_ENDPOINT_URL_GLUE") or env.get("AWS_ENDPOINT_URL"):
         opts["glue.endpoint"] = glue
-    return opts
+    return {**opts, **aws_client_timeouts(s3)}
+
+
+def aws_client_timeouts(s3: S3Config) -> dict[str, str]:
+    """Timeouts and retries of Iceberg's AWS clients (S3FileIO, Glue) from ``s3.timeout_s``.
+
+    Iceberg's defaults retry S3 five times with back-offs up to 20 s, over connections that wait
+    unbounded for an answer; here each request waits at most a quarter of the timeout and is
+    retried three times with short back-offs. (Iceberg's table loads retry on top of this; what
+    bounds those is ``store_watch``.)
+    """
+    return {
+        "s3.retry.num-retries": "3",
+        "s3.retry.min-wait-ms": "500",
+        "s3.retry.max-wait-ms": _ms(min(s3.request_timeout_s, 5.0)),
+        "http-client.apache.connection-timeout-ms": _ms(s3.connect_timeout_s),
+        "http-client.apache.socket-timeout-ms": _ms(s3.request_timeout_s),
+        "http-client.apache.connection-acquisition-timeout-ms": _ms(s3.request_timeout_s),
+    }
+
+
+def _ms(seconds: float) -> str:
+    return str(int(seconds * 1000))
 
 
 def jdbc_login_options(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -159,6 +197,11 @@ def catalog_options(settings: Settings) -> dict[str, str]:
     return opts
 
 
+def log4j2_config() -> Path:
+    """The JVM's log configuration file for this verbosity (:func:`jvm_logs_shown`)."""
+    return _LOG4J2_CONFIG if jvm_logs_shown() else _LOG4J2_QUIET
+
+
 def session_options(
     settings: Settings, app_name: str | None = None, *, with_jars: bool = True
 ) -> dict[str, str]:
@@ -196,7 +239,7 @@ def session_options(
         "spark.sql.iceberg.handle-timestamp-without-timezone": "true",
         # Applies to JVMs PySpark launches (not to one spark-submit already started).
         "spark.driver.extraJavaOptions": (
-            f"-Dlog4j2.configurationFile={_LOG4J2_CONFIG.as_uri()} "
+            f"-Dlog4j2.configurationFile={log4j2_config().as_uri()} "
             f"{settings.spark.driver_java_options}"
         ).strip(),
     }
@@ -318,6 +361,7 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
             f"Spark did not start with master {settings.spark.master!r} ({first}); check "
             "JAVA_HOME / java on PATH (Java 17), spark.master and spark.conf in the profile"
         ) from exc
-    session.sparkContext.setLogLevel(settings.spark.log_level)
+    # Also for a JVM spark-submit started with a log configuration of its own.
+    session.sparkContext.setLogLevel(settings.spark.log_level if jvm_logs_shown() else "OFF")
     _set_jdbc_password(session, settings)
     return session

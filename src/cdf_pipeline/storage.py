@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 _CHUNK = 1 << 20
 #: Seconds before an unreachable S3 endpoint is reported (pyarrow's default waits minutes).
 _CONNECT_TIMEOUT_S = 5.0
+#: The default of ``storage.timeout_seconds``: how long a command waits for a store that stopped
+#: answering (see :class:`S3Config`).
+DEFAULT_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,20 @@ class S3Config:
     endpoint: str | None = None
     region: str | None = None
     path_style: bool = False
+    #: ``storage.timeout_seconds``: every client gives up on a request within a quarter of it
+    #: (connection and read timeouts, retries included), so a store that stops answering fails
+    #: the command within it (``store_watch`` bounds whatever retries above the clients).
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    @property
+    def request_timeout_s(self) -> float:
+        """Seconds one request may wait for an answer (a read's silence included)."""
+        return max(2.0, self.timeout_s / 4)
+
+    @property
+    def connect_timeout_s(self) -> float:
+        """Seconds to open a connection."""
+        return min(_CONNECT_TIMEOUT_S, self.request_timeout_s)
 
     @classmethod
     def resolve(
@@ -53,6 +70,7 @@ class S3Config:
         endpoint: str | None = None,
         region: str | None = None,
         path_style: bool | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         environ: Mapping[str, str] | None = None,
     ) -> S3Config:
         """The profile's values under the standard AWS variables.
@@ -69,7 +87,9 @@ class S3Config:
                 "AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or storage.s3_endpoint_url)"
             )
         style = bool(endpoint) if path_style is None else path_style
-        return cls(endpoint=endpoint or None, region=region or None, path_style=style)
+        return cls(
+            endpoint=endpoint or None, region=region or None, path_style=style, timeout_s=timeout_s
+        )
 
 
 @dataclass(frozen=True)
@@ -122,20 +142,9 @@ class Storage:
 
     def _s3(self) -> pafs.S3FileSystem:
         if self._s3fs is None:
-            kw: dict[str, Any] = {
-                "connect_timeout": _CONNECT_TIMEOUT_S,
-                "request_timeout": 60.0,
-                "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2),
-            }
-            if self.s3.region:
-                kw["region"] = self.s3.region
-            if self.s3.endpoint:
-                parts = urlsplit(self.s3.endpoint)
-                kw["endpoint_override"] = parts.netloc
-                kw["scheme"] = parts.scheme
-            # pyarrow addresses buckets by path on a custom endpoint unless told otherwise.
-            kw["force_virtual_addressing"] = bool(self.s3.endpoint) and not self.s3.path_style
-            self._s3fs = pafs.S3FileSystem(**kw)
+            self._s3fs = s3_filesystem(
+                self.s3, self.s3.connect_timeout_s, self.s3.request_timeout_s, attempts=2
+            )
         return self._s3fs
 
     def fs(self, uri: str) -> tuple[pafs.FileSystem, str]:
@@ -392,6 +401,35 @@ def _walk_local(top: Path, suffixes: tuple[str, ...], boundary: Path) -> Listing
     return Listing(sorted(files), sorted(refused))
 
 
+def s3_filesystem(
+    s3: S3Config, connect_timeout: float, request_timeout: float, *, attempts: int
+) -> pafs.S3FileSystem:
+    """pyarrow's S3 client for ``s3`` with these timeouts (seconds) and request attempts."""
+    kw: dict[str, Any] = {
+        "connect_timeout": connect_timeout,
+        "request_timeout": request_timeout,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
+    }
+    if s3.region:
+        kw["region"] = s3.region
+    if s3.endpoint:
+        parts = urlsplit(s3.endpoint)
+        kw["endpoint_override"] = parts.netloc
+        kw["scheme"] = parts.scheme
+    # pyarrow addresses buckets by path on a custom endpoint unless told otherwise.
+    kw["force_virtual_addressing"] = bool(s3.endpoint) and not s3.path_style
+    return pafs.S3FileSystem(**kw)
+
+
+def bucket_silence(fs: pafs.S3FileSystem, bucket: str) -> str | None:
+    """Why ``bucket`` does not answer through ``fs`` (gone, unreachable), or None if it does."""
+    try:
+        info = fs.get_file_info(bucket)
+    except OSError as exc:
+        return first_line(exc)
+    return "the bucket does not exist" if info.type == pafs.FileType.NotFound else None
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its class name when it has none)."""
     text = str(exc).strip()
@@ -402,7 +440,10 @@ def s3_config(settings: Settings) -> S3Config:
     """The S3 configuration of ``settings`` under the standard AWS variables."""
     st = settings.storage
     return S3Config.resolve(
-        endpoint=st.s3_endpoint_url, region=st.s3_region, path_style=st.s3_path_style
+        endpoint=st.s3_endpoint_url,
+        region=st.s3_region,
+        path_style=st.s3_path_style,
+        timeout_s=st.timeout_seconds,
     )
 
 

@@ -46,6 +46,21 @@ def test_commit_conflicts_are_found_through_the_cause_chain() -> None:
         assert is_commit_conflict(outer)
 
 
+@pytest.mark.parametrize(
+    "cause",
+    [
+        "java.net.ConnectException: Connection refused",
+        "S3Exception: The specified bucket does not exist (Service: S3, Status Code: 404, "
+        "Error Code: NoSuchBucket)",
+    ],
+)
+def test_a_commit_the_store_could_not_take_is_no_conflict(cause: str) -> None:
+    """The store is gone: staging again cannot help, the run fails at once."""
+    trace = f"CommitStateUnknownException: Commit status unknown\nCaused by: {cause}"
+    assert not is_commit_conflict(RuntimeError(trace))
+    assert is_commit_conflict(RuntimeError("CommitStateUnknownException: Commit status unknown"))
+
+
 def test_backoff_grows_and_is_capped() -> None:
     for attempt in range(1, 12):
         assert 0 <= backoff_seconds(attempt) <= min(30.0, 2.0**attempt)

@@ -34,6 +34,7 @@ RANK = {
     "cdf_pipeline.telemetry": 2,
     "cdf_pipeline.telemetry_export": 2,
     "cdf_pipeline.telemetry_setup": 3,
+    "cdf_pipeline.store_watch": 3,
     "cdf_pipeline.quality": 3,
     "cdf_pipeline.run_record": 3,
     "cdf_pipeline.landing.record": 3,

@@ -17,9 +17,11 @@ from cdf_pipeline.lakehouse.maintenance import (
     expirable,
     timestamp_literal,
 )
+from cdf_pipeline.lakehouse.recovery import LEFT, REREGISTERED, Recovery
 from cdf_pipeline.maintain_report import (
     CHECK,
     MAINTAIN,
+    REPAIR,
     Busy,
     MaintainReport,
     Options,
@@ -110,3 +112,37 @@ def test_the_text_has_a_line_per_table_with_its_figures() -> None:
     report.tables[0].snapshots_expired = report.tables[0].orphans_removed = None
     assert "not run with --tenant" in format_report(report)
     assert human_bytes(999) == "999 B" and human_bytes(1_000) == "1.0 KB"
+
+
+def test_lost_tables_are_reported_and_one_left_lost_fails_the_repair() -> None:
+    missing = "s3://lake/warehouse/silver.db/parts/metadata/00004-a.metadata.json"
+    older = "s3://lake/warehouse/silver.db/parts/metadata/00003-b.metadata.json"
+    report = _report(REPAIR)
+    report.lost = [Recovery("silver.parts", missing, REREGISTERED, older)]
+    assert (report.exit_code, report.status) == (0, "OK")
+    text = format_report(report)
+    assert f"LOST silver.parts: metadata file {missing} is missing; re-registered from {older}" in (
+        text
+    )
+    report.lost.append(Recovery("ops.runs", missing.replace("parts", "runs"), LEFT))
+    assert (report.exit_code, report.status) == (1, "TABLES_LOST")
+    assert "run again with --repair --drop-broken" in format_report(report)
+    line = json.loads(report.to_json())
+    assert line["lost_tables"][0] == {
+        "table": "silver.parts",
+        "missing_metadata_file": missing,
+        "action": "reregistered",
+        "restored_from": older,
+        "restored_version": 3,
+    }
+    assert line["lost_tables"][1]["action"] == "left" and line["repairs"] == []
+
+
+def test_drop_broken_goes_with_repair_only(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["maintain", "--root", "/nonexistent", "--check", "--drop-broken"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2
+    assert err == (
+        "cdf maintain: error: --drop-broken goes with --repair only (see cdf maintain --help)"
+    )

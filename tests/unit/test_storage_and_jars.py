@@ -86,6 +86,43 @@ def test_every_component_gets_the_endpoint_and_no_credential() -> None:
     assert SECRET not in dump and "AKIAEXAMPLE" not in dump
 
 
+def test_every_s3_client_gives_up_within_the_profiles_storage_timeout() -> None:
+    """``storage.timeout_seconds`` bounds each request of S3A, S3FileIO and Glue (a quarter of
+    it, a few retries with short waits); the default is 60 s."""
+    assert _settings("aws").storage.timeout_seconds == 60
+    settings = _settings("aws", root="s3://bucket/lake", storage={"timeout_seconds": 20})
+    opts = session_options(settings)
+    cat, s3a = "spark.sql.catalog.cdf", "spark.hadoop.fs.s3a"
+    assert opts[f"{s3a}.connection.timeout"] == "5000"
+    assert opts[f"{s3a}.connection.establish.timeout"] == "5000"
+    assert (opts[f"{s3a}.attempts.maximum"], opts[f"{s3a}.retry.limit"]) == ("3", "3")
+    assert opts[f"{cat}.http-client.apache.socket-timeout-ms"] == "5000"
+    assert opts[f"{cat}.http-client.apache.connection-timeout-ms"] == "5000"
+    assert opts[f"{cat}.s3.retry.num-retries"] == "3"
+    assert int(opts[f"{cat}.s3.retry.max-wait-ms"]) <= 5000
+    with pytest.raises(ConfigError, match="timeout_seconds"):
+        _settings("aws", storage={"timeout_seconds": 1})
+
+
+def test_the_jvm_logs_to_stderr_only_under_verbose() -> None:
+    """At the default verbosity the JVM logs nothing (a failing command's one line is all);
+    ``cdf -v`` (DEBUG) shows its warnings and Java traces."""
+    import logging
+
+    def log_config() -> str:
+        return session_options(_settings("local"), with_jars=False)["spark.driver.extraJavaOptions"]
+
+    package = logging.getLogger("cdf_pipeline")
+    old = package.level
+    try:
+        package.setLevel(logging.INFO)
+        assert "log4j2-quiet.properties" in log_config()
+        package.setLevel(logging.DEBUG)
+        assert "/log4j2.properties" in log_config()
+    finally:
+        package.setLevel(old)
+
+
 @pytest.mark.parametrize("master", ["garbage", "local[two]", "local[2", ""])
 def test_a_malformed_master_is_a_config_error(master: str) -> None:
     with pytest.raises(ConfigError, match="not a Spark master URL"):

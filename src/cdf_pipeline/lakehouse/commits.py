@@ -21,14 +21,25 @@ import random
 PUBLISH_ATTEMPTS = 4
 _BASE_S, _CAP_S = 1.0, 30.0
 _CONFLICTS = ("CommitFailedException", "ValidationException", "CommitStateUnknownException")
+#: The store or catalog could not be reached: a commit whose state is unknown for that reason
+#: (Iceberg says CommitStateUnknownException) is no conflict, and staging again cannot help while
+#: the store is gone; the run fails, and the next one settles the commit (silver.py).
+_UNREACHABLE = (
+    "ConnectException",
+    "Connection refused",
+    "UnknownHostException",
+    "SocketTimeoutException",
+    "NoSuchBucket",
+)
 #: A concurrent creation of the same name: Iceberg's own exceptions, SQLite's and PostgreSQL's
 #: unique-key violations (the JDBC catalog passes them on as they are).
 _CREATION_RACES = ("AlreadyExistsException", "SQLITE_CONSTRAINT", "duplicate key value")
 
 
 def is_commit_conflict(exc: BaseException) -> bool:
-    """Whether ``exc`` (a py4j or pyspark wrapper, or a cause of it) is an Iceberg conflict."""
-    return _names_any(exc, _CONFLICTS)
+    """Whether ``exc`` (a py4j or pyspark wrapper, or a cause of it) is an Iceberg conflict,
+    not a store that could not be reached."""
+    return _names_any(exc, _CONFLICTS) and not _names_any(exc, _UNREACHABLE)
 
 
 def is_creation_race(exc: BaseException, root_cause: str = "") -> bool:

@@ -8,6 +8,7 @@ deletes until compaction (``rewrite_data_files``) folds them in. See docs/archit
 
 from __future__ import annotations
 
+import re
 import threading
 import weakref
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
 from cdf_pipeline.exceptions import ConfigError
 from cdf_pipeline.lakehouse.commits import is_creation_race
+from cdf_pipeline.lakehouse.recovery import lost_table_error, missing_metadata_file
 from cdf_pipeline.landing.record import columns_sql as landed_columns_sql
 from cdf_pipeline.run_record import runs_columns_sql
 from cdf_pipeline.tenants import validate_tenant_id
@@ -176,6 +178,8 @@ def ensure_tables(spark: SparkSession, names: TableNames) -> None:
     behind a running session's back is created again by the next session, not by this one.
 
     Raises:
+        LostTableError: a table's current metadata file is missing (names the table, the file
+            and ``cdf maintain --repair``): the catalog answered, so it is not a setting.
         ConfigError: the catalog refused (a wrong password, a missing permission): the first
             contact with the catalog is where a bad login shows, and it is not bad data.
     """
@@ -215,10 +219,22 @@ def _run_ddl(spark: SparkSession, names: TableNames, stmt: str) -> None:
             cause = java_root_cause(exc)
             if attempt < DDL_ATTEMPTS and is_creation_race(exc, cause):
                 continue
+            missing = missing_metadata_file(exc)
+            if missing is not None:
+                raise lost_table_error(_target(stmt), missing) from exc
             raise ConfigError(
                 f"catalog {names.catalog!r} refused {stmt.split('(')[0].strip()!r}: "
                 f"{cause}; check the catalog settings and credentials"
             ) from exc
+
+
+_TARGET = re.compile(r"(?:TABLE|NAMESPACE)(?: IF NOT EXISTS)? (\S+)")
+
+
+def _target(stmt: str) -> str:
+    """The table (or namespace) a DDL statement names."""
+    found = _TARGET.search(stmt)
+    return found.group(1) if found else stmt.split("(")[0].strip()
 
 
 def java_root_cause(exc: BaseException) -> str:

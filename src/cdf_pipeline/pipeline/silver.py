@@ -167,16 +167,19 @@ def _run_leased(
         run.status = S.FAILED
         how = exc.args[0] if exc.args else "SIGINT"
         run.message = f"interrupted by {how} before it finished; run it again"
-        _fail(spark, names, run, started, span, exc, resumed)
+        if not _fail(spark, names, run, started, span, exc, resumed):
+            logger.warning("could not record interrupted run %s in ops.runs", run.run_id)
         raise
     except Exception as exc:  # LeaseLost included: a run that started ends FAILED, on record
         run.status = S.FAILED
         run.message = f"{type(exc).__name__} during the run ({java_root_cause(exc)[:300]})"
         if isinstance(exc, LeaseLost):  # it stopped before publishing: nothing to count
             run.entities, run.audits = {}, []
-        _fail(spark, names, run, started, span, exc, resumed)
+        recorded = _fail(spark, names, run, started, span, exc, resumed)
+        # One line says it all (a store that vanished fails the record too): no warning beside.
+        unrecorded = "" if recorded else "; the failure could not be recorded in ops.runs"
         raise RunFailed(
-            f"silver run {run.run_id} for tenant {tenant} failed: {run.message}", run
+            f"silver run {run.run_id} for tenant {tenant} failed: {run.message}{unrecorded}", run
         ) from exc
 
 
@@ -275,17 +278,19 @@ def _fail(
     span: Any,
     exc: BaseException,
     resumed: ops.Unfinished | None,
-) -> None:
-    """Record a run that started and failed (FAILED, with its message) and trace it. A run
-    that was completing a stopped run's publish leaves that run's PUBLISHING record as it is:
-    the next run completes it again."""
+) -> bool:
+    """Record a run that started and failed (FAILED, with its message) and trace it; whether
+    the record was written. A run that was completing a stopped run's publish leaves that run's
+    PUBLISHING record as it is: the next run completes it again."""
     run.seconds = time.monotonic() - started
     record_exception(span, exc)
+    recorded = True
     if resumed is None:
-        _record_failure(spark, names, run)
+        recorded = _record_failure(spark, names, run)
     else:
         logger.warning("run %s stays PUBLISHING: the next run completes it", run.run_id)
     trace_run(span, run)
+    return recorded
 
 
 def _stage_and_publish(
@@ -388,16 +393,19 @@ def _finished(run: S.RunSummary) -> S.RunSummary:
     return run
 
 
-def _record_failure(spark: SparkSession, names: TableNames, run: S.RunSummary) -> None:
+def _record_failure(spark: SparkSession, names: TableNames, run: S.RunSummary) -> bool:
     """Best effort: a run that failed mid-way still leaves a FAILED row in ops.runs (in place of
     its PUBLISHING one, when it had begun to publish). Never over a final record: a run that
-    lost its lease may have been completed (or failed) by the run that took the tenant over."""
+    lost its lease may have been completed (or failed) by the run that took the tenant over.
+    Whether it wrote the record."""
     try:
         ops.upsert_run(
             spark, names, _finished(run).row(), _view("f", run), over_publishing_only=True
         )
     except Exception as exc:  # the original failure is what the caller must see
-        logger.warning("could not record failed run %s: %s", run.run_id, type(exc).__name__)
+        logger.debug("could not record failed run %s: %s", run.run_id, java_root_cause(exc))
+        return False
+    return True
 
 
 def _publish(
