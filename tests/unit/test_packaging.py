@@ -48,7 +48,12 @@ def test_make_finds_a_python_quietly_beside_pyenv_shims(tmp_path: Path) -> None:
     assert real is not None
     env = {**os.environ, "PATH": f"{shims}{os.pathsep}{Path(real).parent}{os.pathsep}/usr/bin:/bin"}
     done = subprocess.run(
-        ["make", "-n", "-B", "install"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        ["make", "-n", "-B", "install"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "command not found" not in done.stdout + done.stderr
     assert "python3 -m venv" in done.stdout  # the shims were passed over, python3 chosen
