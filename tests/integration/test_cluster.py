@@ -4,8 +4,9 @@ loopback, the lakehouse on S3 (moto), Iceberg's JDBC catalog on PostgreSQL (atom
 Two tenants, as a user would run them on a cluster: a first load with ``cdf run --tenants
 ... --parallel 2``, a change batch with ``spark-submit --master spark://... jobs/silver_job.py``,
 and a rerun that finds nothing new. The same files go through the same runs in local mode into a
-second lakehouse; silver, quarantine and ops must then be equal row for row, bar the values that
-name a run, a wall-clock time or where the lakehouse is. The executors' own logs prove that tasks
+second lakehouse (in this session's driver, ``local[*]``, on the embedded catalog: no second
+cold driver); silver, quarantine and ops must then be equal row for row, bar the values that name
+a run, a wall-clock time or where the lakehouse is. The executors' own logs prove that tasks
 ran on both workers, not in the driver. Per-JVM state of the job (expressions built once per
 driver, the run clock as data, the lease heartbeat thread) is exercised by the two tenants of one
 driver and by the equality with local mode.
@@ -24,12 +25,15 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
-from conftest import TEST_JVM_OPTIONS, cli_env, require
+from conftest import TEST_JVM_OPTIONS, cli_env, make_lake, require
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from servers.postgres import PostgresServer
 from servers.spark_cluster import SparkCluster, start_cluster, stop_cluster
 
+from cdf_generator.api import generate as generate_files
+from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.pipeline.many import run_tenants
 from cdf_pipeline.run_record import COUNT_KEYS
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.s3, pytest.mark.postgres]
@@ -37,7 +41,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.s3, pytest.mark.p
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TENANTS = ("north", "south")
-ROWS = "150"
+ROWS, SEED = "150", "11"
 TIMEOUT_S = 900
 #: moto accepts any credentials; throwaway test values.
 AWS = {
@@ -121,9 +125,8 @@ def lakehouse_tables(pg: PostgresServer, endpoint: str, catalog: str, out: Path)
     return files
 
 
-def comparable(spark: SparkSession, name: str, path: Path) -> DataFrame:
+def comparable(df: DataFrame, name: str) -> DataFrame:
     """The table as both lakehouses must hold it: without run ids, times and locations."""
-    df = spark.read.parquet(str(path))
     kind = name.split(".")[0]
     if kind in RUN_VALUES:
         return df.drop(*RUN_VALUES[kind])
@@ -149,48 +152,52 @@ def test_two_tenants_on_a_standalone_cluster_equal_local_mode(
 
     bucket = f"cdf-cluster-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
-    roots = {"cluster": f"s3://{bucket}/cluster", "local": f"s3://{bucket}/local"}
-    catalogs = {"cluster": f"c{uuid.uuid4().hex[:8]}", "local": f"l{uuid.uuid4().hex[:8]}"}
-    envs = {
-        "cluster": side_env(s3_endpoint, postgres, catalogs["cluster"], cluster.master),
-        "local": side_env(s3_endpoint, postgres, catalogs["local"], "local[2]"),
-    }
+    root = f"s3://{bucket}/cluster"
+    catalog = f"c{uuid.uuid4().hex[:8]}"
+    env = side_env(s3_endpoint, postgres, catalog, cluster.master)
+    # Local mode: the same files through the same runs in this session's driver (local[*]).
+    local = make_lake(spark, tmp_path / "local")
     tenants = ",".join(TENANTS)
 
-    def generate(side: str, batch: int) -> None:
+    def generate(batch: int) -> None:
         args = ("generate", "--tenants", tenants, "--suppliers", ROWS, "--parts", ROWS,
-                "--batch", str(batch), "--seed", "11", "--root", roots[side])  # fmt: skip
-        run(cdf(*args), envs[side])
+                "--batch", str(batch), "--seed", SEED, "--root", root)  # fmt: skip
+        run(cdf(*args), env)
+        generate_files(list(TENANTS), int(ROWS), int(ROWS), seed=int(SEED), batch=batch,
+                       root_uri=str(tmp_path / "local"))  # fmt: skip
 
-    def cdf_run(side: str) -> dict[str, str]:
-        args = ("run", "--tenants", tenants, "--parallel", "2", "--root", roots[side])
-        return by_tenant(run(cdf(*args), envs[side]))
+    def cdf_run() -> dict[str, str]:
+        args = ("run", "--tenants", tenants, "--parallel", "2", "--root", root)
+        return by_tenant(run(cdf(*args), env))
 
-    for side in ("cluster", "local"):
-        generate(side, 1)
-    assert cdf_run("cluster") == {t: "SUCCEEDED" for t in TENANTS}
-    assert cdf_run("local") == {t: "SUCCEEDED" for t in TENANTS}
-    for side in ("cluster", "local"):
-        generate(side, 2)
+    def run_locally() -> dict[str, str]:
+        done = run_tenants(spark, lambda t: local, TENANTS, parallel=2)
+        return {s.tenant: s.status for s in done}
+
+    generate(1)
+    assert cdf_run() == {t: "SUCCEEDED" for t in TENANTS}
+    assert run_locally() == {t: "SUCCEEDED" for t in TENANTS}
+    generate(2)
     submit = [str(BIN / "spark-submit"), "--master", cluster.master,
               "--driver-java-options", TEST_JVM_OPTIONS, str(REPO / "jobs" / "silver_job.py"),
               "--tenants", tenants, "--parallel", "2", "--profile", "jdbc",
-              "--root", roots["cluster"], "--json"]  # fmt: skip
-    assert by_tenant(run(submit, envs["cluster"])) == {t: "SUCCEEDED" for t in TENANTS}
-    assert cdf_run("local") == {t: "SUCCEEDED" for t in TENANTS}
-    assert cdf_run("cluster") == {t: "NOTHING_NEW" for t in TENANTS}
+              "--root", root, "--json"]  # fmt: skip
+    assert by_tenant(run(submit, env)) == {t: "SUCCEEDED" for t in TENANTS}
+    assert run_locally() == {t: "SUCCEEDED" for t in TENANTS}
+    assert cdf_run() == {t: "NOTHING_NEW" for t in TENANTS}
 
     # Tasks ran in executors on both workers (their own logs), in each of the three drivers.
     assert all(n > 0 for n in cluster.finished_tasks()), cluster.finished_tasks()
     apps = [a for a in cluster.applications() if a.get("state") == "FINISHED"]
     assert len(apps) >= 3, apps
 
-    cluster_tables = lakehouse_tables(postgres, s3_endpoint, catalogs["cluster"], tmp_path)
-    local_tables = lakehouse_tables(postgres, s3_endpoint, catalogs["local"], tmp_path)
-    for name, path in cluster_tables.items():
+    names = TableNames(local.catalog.name)
+    for name, path in lakehouse_tables(postgres, s3_endpoint, catalog, tmp_path).items():
+        kind, table = name.split(".")
+        local_table = f"{names.namespace(kind)}.{table}"
         assert_df_equality(
-            comparable(spark, name, path),
-            comparable(spark, name, local_tables[name]),
+            comparable(spark.read.parquet(str(path)), name),
+            comparable(spark.table(local_table), name),
             ignore_row_order=True,
             ignore_nullable=True,
         )
