@@ -91,7 +91,7 @@ def test_a_paused_run_overtaken_after_its_lease_expired_stops_when_resumed(
     names = TableNames(lake.catalog.name)
     runs = spark.table(names.runs).where(F.col("tenant_id") == tenant)
     by_status = {r.status: r for r in runs.collect()}
-    assert sorted(by_status) == [S.FAILED, S.SUCCEEDED]
+    assert sorted(by_status) == [S.FAILED, S.SUCCEEDED], errors[0]
     assert runs.count() == 2  # the paused run is on record once
     failed = by_status[S.FAILED]
     assert "LeaseLost" in failed.message

@@ -1,17 +1,20 @@
 """ensure_tables: the DDL runs once per session and catalog, from any number of threads, and a
-new session creates what is missing again."""
+new session creates what is missing again; ops.runs keeps one record per run."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
+from cdf_pipeline import run_record as S
 from cdf_pipeline.contracts import SUPPLIERS
+from cdf_pipeline.lakehouse import ops
 from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables, table_ddl
 
 pytestmark = pytest.mark.spark
@@ -63,3 +66,26 @@ def test_a_new_session_creates_a_dropped_table_again(
     ensure_tables(other, names)
     assert seen == table_ddl(names)
     assert other.catalog.tableExists(names.silver(SUPPLIERS))
+
+
+def test_a_failure_record_never_replaces_a_finished_one(spark: SparkSession) -> None:
+    """A run that lost its lease after its PUBLISHING record may have been completed under its
+    id by the run that took the tenant over: its own FAILED record must not replace that."""
+    names = _names()
+    ensure_tables(spark, names)
+    now = datetime.now(timezone.utc)
+    run = S.RunSummary(tenant="over", run_id="r1", status=S.PUBLISHING, started_at=now)
+
+    def record(status: str, **kw: Any) -> None:
+        run.status = status
+        ops.upsert_run(spark, names, run.row(), f"v_{uuid.uuid4().hex[:8]}", **kw)
+
+    def recorded() -> list[str]:
+        return [r.status for r in spark.table(names.runs).collect()]
+
+    record(S.PUBLISHING)
+    record(S.FAILED, over_publishing_only=True)  # still PUBLISHING: the failure is recorded
+    assert recorded() == [S.FAILED]
+    record(S.SUCCEEDED)  # the run that took over completed the publish
+    record(S.FAILED, over_publishing_only=True)
+    assert recorded() == [S.SUCCEEDED]

@@ -41,6 +41,9 @@ from cdf_pipeline.tenants import validate_tenant_id
 
 logger = logging.getLogger(__name__)
 
+#: Tries of a failed run's record (a commit conflict is tried again on a fresh view).
+RECORD_ATTEMPTS = 3
+
 
 def new_run_id(now: datetime) -> str:
     """Sortable, unique run id: UTC time plus random bits (``20261122T101500Z-3f9a1c2e``)."""
@@ -397,15 +400,24 @@ def _record_failure(spark: SparkSession, names: TableNames, run: S.RunSummary) -
     """Best effort: a run that failed mid-way still leaves a FAILED row in ops.runs (in place of
     its PUBLISHING one, when it had begun to publish). Never over a final record: a run that
     lost its lease may have been completed (or failed) by the run that took the tenant over.
-    Whether it wrote the record."""
-    try:
-        ops.upsert_run(
-            spark, names, _finished(run).row(), _view("f", run), over_publishing_only=True
-        )
-    except Exception as exc:  # the original failure is what the caller must see
-        logger.debug("could not record failed run %s: %s", run.run_id, java_root_cause(exc))
-        return False
-    return True
+    Whether it wrote the record.
+
+    A commit conflict is tried again on a fresh view of the table: a run that stalled and lost its
+    lease plans its record on the table as it last saw it, and the run that took over has
+    committed to the same tenant's partition since.
+    """
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            ops.upsert_run(
+                spark, names, _finished(run).row(), _view("f", run), over_publishing_only=True
+            )
+            return True
+        except Exception as exc:  # the original failure is what the caller must see
+            if attempt < RECORD_ATTEMPTS and is_commit_conflict(exc):
+                spark.sql(f"REFRESH TABLE {names.runs}")
+                continue
+            logger.debug("could not record failed run %s: %s", run.run_id, java_root_cause(exc))
+    return False
 
 
 def _publish(
