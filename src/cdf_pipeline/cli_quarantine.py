@@ -70,7 +70,10 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         known_tenant(spark, names, settings.root, tenant)
         if args.export:
             storage = storage_for(settings)
-            n = export_open(spark, names, storage, tenant, args.entity, args.export)
+            n = export_open(
+                spark, names, storage, tenant, args.entity, args.export,
+                encoding=settings.storage.csv_encoding,
+            )  # fmt: skip
             print(f"wrote {n:,} open {args.entity} row(s) of {tenant} to {args.export}")
             return 0
         entities = [args.entity] if args.entity else list(ENTITIES)

@@ -83,17 +83,27 @@ def _reasons_text() -> Column:
     return F.array_join(one, "; ")
 
 
-def file_columns(storage: Storage, uri: str) -> list[str]:
-    """A raw file's column names, in its order: the Parquet footer or the CSV header only."""
+def file_columns(storage: Storage, uri: str, encoding: str = "utf-8") -> list[str]:
+    """A raw file's column names, in its order: the Parquet footer or the CSV header only (a
+    CSV file read as text in ``encoding``, the tenant's)."""
     if uri.endswith(".parquet"):
         with storage.open_random(uri) as handle:
             return list(pq.read_metadata(handle).schema.to_arrow_schema().names)
+    options = pacsv.ReadOptions(encoding=encoding)
     with storage.open(uri) as stream:
-        return list(pacsv.open_csv(stream, parse_options=CSV_PARSE).schema.names)
+        return list(
+            pacsv.open_csv(stream, read_options=options, parse_options=CSV_PARSE).schema.names
+        )
 
 
 def sent_columns(
-    spark: SparkSession, names: TableNames, storage: Storage, tenant: str, rows: DataFrame
+    spark: SparkSession,
+    names: TableNames,
+    storage: Storage,
+    tenant: str,
+    rows: DataFrame,
+    *,
+    encoding: str = "utf-8",
 ) -> list[str]:
     """The column names the rows were sent with, in the order sent.
 
@@ -113,7 +123,7 @@ def sent_columns(
     columns: dict[str, None] = {}
     try:
         for uri in files:
-            columns.update(dict.fromkeys(file_columns(storage, uri)))
+            columns.update(dict.fromkeys(file_columns(storage, uri, encoding)))
         if columns:
             return list(columns)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
@@ -142,9 +152,12 @@ def export_open(
     tenant: str,
     entity: str,
     out: str | Path,
+    *,
+    encoding: str = "utf-8",
 ) -> int:
     """Write the tenant's open rows of ``entity`` to ``out`` (``.csv`` or ``.parquet``); the
-    number of rows written.
+    number of rows written. A CSV file is written in ``encoding``, the one the tenant declared
+    for its files (``storage.csv_encoding``): what it sends back is read in that encoding.
 
     Raises:
         InputError: an unknown format, a URI, nothing open, or a file that cannot be written.
@@ -157,7 +170,8 @@ def export_open(
         )
     rows = open_rows(spark, names, tenant, entity)
     # A file sent back with an earlier export's reasons column gets today's reasons instead.
-    columns = [c for c in sent_columns(spark, names, storage, tenant, rows) if c != REASONS]
+    sent = sent_columns(spark, names, storage, tenant, rows, encoding=encoding)
+    columns = [c for c in sent if c != REASONS]
     frame = export_frame(rows, columns).localCheckpoint()  # counted and written from one read
     count = frame.count()
     if count == 0:
@@ -169,9 +183,9 @@ def export_open(
     try:
         if target.suffix.lower() == ".csv":
             # RFC 4180 as the raw reader has it: every field quoted, quotes doubled.
-            writer.option("header", True).option("quoteAll", True).option("escape", '"').csv(
-                str(work)
-            )
+            writer.option("header", True).option("quoteAll", True).option("escape", '"').option(
+                "encoding", encoding
+            ).csv(str(work))
         else:
             writer.parquet(str(work))
         part = next(p for p in work.iterdir() if p.name.startswith("part-"))

@@ -8,6 +8,7 @@ struct where text is wanted, Latin-1 text, writers' marker files, files that are
 
 from __future__ import annotations
 
+import csv
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from cdf_pipeline.ingest.read import by_shape, read_normalised
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline import inputs
 from cdf_pipeline.pipeline.silver import run_tenant
-from cdf_pipeline.storage import Storage
+from cdf_pipeline.quarantine_work import export_open
+from cdf_pipeline.storage import Storage, storage_for
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -273,20 +275,33 @@ def test_many_files_of_one_shape_are_one_scan(spark: SparkSession, tmp_path: Pat
     assert_df_equality(per_file, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_a_tenant_declares_its_csv_encoding(spark: SparkSession, lake: Settings) -> None:
-    """Latin-1 text fails under the default (above); declared, it lands as sent."""
+def test_a_tenant_declares_its_csv_encoding(
+    spark: SparkSession, lake: Settings, tmp_path: Path
+) -> None:
+    """Latin-1 text fails under the default (above); declared, it lands as sent, and the
+    tenant's quarantine export is written in it, to be fixed and sent back the same way."""
     name = "Müller Präzisionsteile GmbH"
     text = "supplier_id,tenant_id,legal_name,country,contact_email,source_timestamp\n"
     text += f"{ulid(95)},{TENANT},{name},DE,m@mueller.de,2025-05-01T00:00:00Z\n"
+    text += f"{ulid(96)},{TENANT},Größe AG,DE,not an address,2025-05-01T00:00:00Z\n"
     write_bytes(folder_of(lake) / "latin1.csv", text.encode("latin-1"))
     declared = {**lake.storage.model_dump(), "csv_encoding": "latin-1"}  # validated as loaded
     storage = type(lake.storage).model_validate(declared)
-    run = run_tenant(spark, lake.model_copy(update={"storage": storage}), TENANT)
+    tenant_lake = lake.model_copy(update={"storage": storage})
+    run = run_tenant(spark, tenant_lake, TENANT)
     assert run.status == S.SUCCEEDED, run.message
     names = TableNames(lake.catalog.name)
     silver = spark.table(names.silver("suppliers")).where(F.col("tenant_id") == TENANT)
     expected = spark.createDataFrame([(ulid(95), name)], "supplier_id string, legal_name string")
     assert_df_equality(silver.select("supplier_id", "legal_name"), expected, ignore_nullable=True)
+
+    out = tmp_path / "open.csv"
+    assert export_open(spark, names, storage_for(tenant_lake), TENANT, "suppliers", out,
+                       encoding="latin-1") == 1  # fmt: skip
+    with out.open(newline="", encoding="latin-1") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["supplier_id"], row["legal_name"]) == (ulid(96), "Größe AG")
+    assert "contact_email" in row["reasons"]
 
 
 def test_a_file_whose_data_cannot_be_read_fails_alone(spark: SparkSession, lake: Settings) -> None:
