@@ -185,6 +185,7 @@ def test_two_tenants_on_a_standalone_cluster_equal_local_mode(
     assert by_tenant(run(submit, env)) == {t: "SUCCEEDED" for t in TENANTS}
     assert run_locally() == {t: "SUCCEEDED" for t in TENANTS}
     assert cdf_run() == {t: "NOTHING_NEW" for t in TENANTS}
+    assert run_locally() == {t: "NOTHING_NEW" for t in TENANTS}  # on record in ops.runs too
 
     # Tasks ran in executors on both workers (their own logs), in each of the three drivers.
     assert all(n > 0 for n in cluster.finished_tasks()), cluster.finished_tasks()

@@ -211,10 +211,19 @@ def _manifest(spark: SparkSession, lake: Settings) -> DataFrame:
     )
 
 
+#: Attempts that staged nothing: on record, with no counts (checked apart).
+NO_DATA = (S.BUSY, S.NOTHING_NEW)
+
+
+def _all_records(spark: SparkSession, lake: Settings) -> DataFrame:
+    return spark.table(f"{lake.catalog.name}.ops.runs").where(F.col("tenant_id") == TENANT)
+
+
 def _runs(spark: SparkSession, lake: Settings) -> list[str]:
+    """The statuses of the runs that staged data, oldest first."""
     rows = (
-        spark.table(f"{lake.catalog.name}.ops.runs")
-        .where(F.col("tenant_id") == TENANT)
+        _all_records(spark, lake)
+        .where(~F.col("status").isin(*NO_DATA))
         .orderBy("started_at")
         .select("status")
         .collect()
@@ -223,10 +232,10 @@ def _runs(spark: SparkSession, lake: Settings) -> list[str]:
 
 
 def _records(spark: SparkSession, lake: Settings) -> DataFrame:
-    """Each run record's status and counts (sums over ops.runs must be exact)."""
+    """Each data run's record: status and counts (sums over ops.runs must be exact)."""
     return (
-        spark.table(f"{lake.catalog.name}.ops.runs")
-        .where(F.col("tenant_id") == TENANT)
+        _all_records(spark, lake)
+        .where(~F.col("status").isin(*NO_DATA))
         .select("status", *COUNT_KEYS, "pass_rate")
         .orderBy("read", "inserted")
     )
@@ -273,3 +282,10 @@ def test_killed_at_every_commit_point_then_rerun_equals_one_clean_run(
             assert_df_equality(_table(spark, a, ns, entity), _table(spark, b, ns, entity))
     assert_df_equality(_manifest(spark, a), _manifest(spark, b))
     assert_df_equality(_records(spark, a), _records(spark, b))
+    # A's other attempts: one BUSY per kill and the last NOTHING_NEW, none counting a row.
+    others = _all_records(spark, a).where(F.col("status").isin(*NO_DATA))
+    counted = others.select(*(F.sum(k).alias(k) for k in COUNT_KEYS)).first()
+    assert sorted(r.status for r in others.collect()) == sorted(
+        [S.BUSY] * len(COMMIT_POINTS) + [S.NOTHING_NEW]
+    )
+    assert all(not counted[k] for k in COUNT_KEYS), counted

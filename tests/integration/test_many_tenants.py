@@ -173,7 +173,7 @@ def test_the_same_tenant_started_twice_publishes_once(
     spark: SparkSession, lake: Settings, another_lake: Settings
 ) -> None:
     """Two runs of one tenant at once (the double-write bug of cron overlaps): one publishes,
-    the other is BUSY and writes nothing; silver equals one clean run's."""
+    the other is BUSY and writes nothing but its record; silver equals one clean run's."""
     tenant = "twice"
     for target in (lake, another_lake):
         generate([tenant], 400, 400, seed=SEED, root_uri=target.root)
@@ -197,6 +197,15 @@ def test_the_same_tenant_started_twice_publishes_once(
     assert_df_equality(_silver(spark, lake, tenant), _silver(spark, another_lake, tenant))
     again = run_tenant(spark, lake, tenant)  # the lease was released: the next run goes ahead
     assert again.status == S.NOTHING_NEW
+    # Every attempt is on record, the BUSY one and the one that found nothing new with no counts.
+    recorded = spark.table(TableNames.of(lake).runs).where(F.col("tenant_id") == tenant)
+    statuses = {r.run_id: (r.status, r.read) for r in recorded.collect()}
+    published = next(r for r in results if r.status == S.SUCCEEDED)
+    assert statuses == {
+        published.run_id: (S.SUCCEEDED, published.total("read")),
+        busy.run_id: (S.BUSY, 0),
+        again.run_id: (S.NOTHING_NEW, 0),
+    }
 
 
 def test_a_run_whose_lease_was_taken_over_publishes_nothing_and_is_recorded_failed(

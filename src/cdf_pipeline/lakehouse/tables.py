@@ -49,6 +49,13 @@ _SMALL_PROPERTIES = {
     "commit.retry.num-retries": "10",
 }
 
+#: ops.runs: a run replaces its own record by MERGE (its PUBLISHING row by its final one) while
+#: other runs of the tenant append theirs without its lease (BUSY). Each MERGE touches only its
+#: own run's row, so a row appended meanwhile is no conflict: snapshot isolation. Iceberg's
+#: default (serializable) fails the MERGE on any file added to the tenant's partition since.
+MERGE_ISOLATION = "write.merge.isolation-level"
+_RUNS_PROPERTIES = {**_SMALL_PROPERTIES, MERGE_ISOLATION: "snapshot"}
+
 QUARANTINE_EXTRA = f"""`_original` string,
   `_violations` {REASONS_SQL},
   `_source_file` string,
@@ -144,7 +151,7 @@ def table_ddl(names: TableNames) -> list[str]:
         )
     stmts.append(
         f"CREATE TABLE IF NOT EXISTS {names.runs} (\n  {runs_columns_sql()}\n) USING iceberg\n"
-        f"PARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_SMALL_PROPERTIES)})"
+        f"PARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_RUNS_PROPERTIES)})"
     )
     stmts.append(
         f"CREATE TABLE IF NOT EXISTS {names.ingested_files} (\n  {FILES_COLUMNS}\n) USING iceberg\n"
@@ -190,8 +197,23 @@ def ensure_tables(spark: SparkSession, names: TableNames) -> None:
                 continue
             _run_ddl(spark, names, stmt)
             done.add(stmt)
-        for stmt in _added_columns_ddl(spark, names, done):
+        for stmt in _added_columns_ddl(spark, names, done) + _runs_isolation_ddl(
+            spark, names, done
+        ):
             _run_ddl(spark, names, stmt)
+
+
+def _runs_isolation_ddl(spark: SparkSession, names: TableNames, done: set[str]) -> list[str]:
+    """``ALTER TABLE ... SET TBLPROPERTIES`` for an ``ops.runs`` made before its MERGEs took
+    snapshot isolation (once per session: the check reads the table's properties)."""
+    marker = f"-- isolation of {names.runs}"
+    if marker in done:
+        return []
+    done.add(marker)
+    props = {r[0]: r[1] for r in spark.sql(f"SHOW TBLPROPERTIES {names.runs}").collect()}
+    if props.get(MERGE_ISOLATION) == _RUNS_PROPERTIES[MERGE_ISOLATION]:
+        return []
+    return [f"ALTER TABLE {names.runs} SET TBLPROPERTIES ({_props({MERGE_ISOLATION: 'snapshot'})})"]
 
 
 def _added_columns_ddl(spark: SparkSession, names: TableNames, done: set[str]) -> list[str]:

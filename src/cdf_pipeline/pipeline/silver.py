@@ -101,6 +101,7 @@ def run_tenant(
         except TenantBusy as exc:
             run.status, run.message = S.BUSY, str(exc)
             run.seconds = time.monotonic() - started
+            _record_busy(spark, settings, run)
             trace_run(span, run)
             return run
         try:
@@ -501,6 +502,18 @@ def _received_keys(s: StagedEntity) -> DataFrame | None:
     return frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
 
 
+def _record_busy(spark: SparkSession, settings: Settings, run: S.RunSummary) -> None:
+    """Best effort: a BUSY run's record, appended without the lease (the holder's own record is
+    a MERGE of its row only, under snapshot isolation: the append does not conflict with it). A
+    run that cannot record it is still BUSY: that is what its caller must see."""
+    try:
+        names = TableNames.of(settings)
+        ensure_tables(spark, names)
+        ops.record_run(spark, names, _finished(run).row())
+    except Exception as exc:
+        logger.debug("could not record busy run %s: %s", run.run_id, java_root_cause(exc))
+
+
 def _finish_without_data(
     spark: SparkSession,
     names: TableNames,
@@ -519,16 +532,18 @@ def _finish_without_data(
             f"conf/tenants/{run.tenant}.yaml; check the id, or create data with "
             f"'cdf generate --tenants {run.tenant}'"
         )
-    elif failed:
+        run.seconds = time.monotonic() - started
+        return  # not recorded: there is no tenant to file it under
+    if failed:
         run.status = S.FAILED
         run.message = f"nothing ingested: {len(failed)} new file(s) could not be read"
-        ops.record_files(spark, names, manifest_rows(run, selection, now))
     else:
         run.status = S.NOTHING_NEW
         run.message = (
             f"nothing new to ingest for {run.tenant} ({run.skipped_files} file(s) already ingested)"
         )
-        # Objects seen for the first time that are not data, and new names of known content:
-        # recorded once, so the next listing knows them.
-        ops.record_files(spark, names, manifest_rows(run, selection, now))
+    # Files that failed, objects seen for the first time that are not data, and new names of
+    # known content: recorded once, so the next listing knows them. Then the run's own record.
+    ops.record_files(spark, names, manifest_rows(run, selection, now))
     run.seconds = time.monotonic() - started
+    ops.record_run(spark, names, _finished(run).row())
