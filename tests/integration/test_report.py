@@ -4,8 +4,8 @@ report opened in a real browser (headless Chromium driven by Selenium).
 Two tenants, three runs each: a first load, a change batch (updates, stale versions and parts
 whose supplier has not arrived yet) and a batch that brings those late parents (the parts are
 promoted); tenant ``rpb`` also gets a corrupt file in its third batch (a FAILED file, a run
-SUCCEEDED_WITH_ERRORS). A few hundred rows per tenant: the browser test is about rendering,
-not scale.
+SUCCEEDED_WITH_ERRORS). Then a run of each that stages nothing (NOTHING_NEW, BUSY), on record
+too. A few hundred rows per tenant: the browser test is about rendering, not scale.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.dq_report.build import build_report
+from cdf_pipeline.lakehouse import lease
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline.silver import run_tenant
 
@@ -40,7 +41,8 @@ ROWS = 150
 
 @pytest.fixture(scope="module")
 def report_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The two tenants' lakehouse after their three runs each."""
+    """The two tenants' lakehouse after their three runs each, then a run of ``rpa`` that finds
+    nothing new and one of ``rpb`` that finds its tenant busy (runs that stage nothing)."""
     lake = make_lake(spark, tmp_path_factory.mktemp("report") / "lake")
     for batch in (1, 2, 3):
         generate(list(TENANTS), ROWS, ROWS, seed=7, batch=batch, root_uri=lake.root)
@@ -51,6 +53,12 @@ def report_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -
         for tenant in TENANTS:
             run = run_tenant(spark, lake, tenant)
             assert run.status in (S.SUCCEEDED, S.PARTIAL), run.message
+    assert run_tenant(spark, lake, "rpa").status == S.NOTHING_NEW
+    held = lease.acquire(lake, "rpb", purpose="maintain")
+    try:
+        assert run_tenant(spark, lake, "rpb").status == S.BUSY
+    finally:
+        held.release()
     return lake
 
 
@@ -61,7 +69,7 @@ def report_file(
     out = tmp_path_factory.mktemp("report-out") / "report.html"
     done = build_report(spark, report_lake, out)
     assert done.tenants == list(TENANTS)
-    assert done.runs == 6
+    assert done.runs == 8  # every run on record, those that staged nothing too
     return out
 
 
@@ -258,7 +266,8 @@ def test_cli_writes_one_tenants_report_since_a_date(report_lake: Settings, tmp_p
     out = tmp_path / "rpa.html"
     proc = _cdf_report(report_lake, "--tenant", "rpa", "--since", "2000-01-01", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith(f"wrote {out} (1 tenant(s), 3 run(s),"), proc.stdout
+    # rpa's runs: its three data runs and the one that found nothing new.
+    assert proc.stdout.startswith(f"wrote {out} (1 tenant(s), 4 run(s),"), proc.stdout
     html = out.read_text(encoding="utf-8")
     assert 'data-tenant="rpa"' in html and 'data-tenant="rpb"' not in html
     assert "runs since 2000-01-01 00:00:00 UTC" in html
