@@ -15,10 +15,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import reduce
 from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -187,85 +185,89 @@ def read_runs(
     ]
 
 
-def _quarantined(
-    spark: SparkSession, names: TableNames, tenants: list[str], exists: Callable[[str], bool]
+def _quarantine_union(
+    spark: SparkSession,
+    names: TableNames,
+    tenants: list[str],
+    exists: Callable[[str], bool],
+    select: Callable[[DataFrame, str], DataFrame],
 ) -> DataFrame | None:
-    """The columns the report reads of every entity's quarantine rows of ``tenants``, as one
-    DataFrame (a key, file and run per row, its rules, its reasons with values cut short, the
-    row as sent cut short); None when no quarantine table exists yet."""
+    """``select(table, entity)`` over every entity's quarantine table, as one DataFrame (one
+    Spark job for all entities); None when no quarantine table exists yet."""
     parts = []
     for name, entity in ENTITIES.items():
         table = names.quarantine(entity)
         if not exists(table):
             continue
         rows = spark.table(table).where(F.col("tenant_id").isin(tenants))
-        reasons = F.transform(
-            "_violations",
-            lambda v: F.struct(
-                v["rule"].alias("rule"),
-                v["column"].alias("column"),
-                _cut(v["value"]).alias("value"),
-            ),
-        )
-        parts.append(
-            rows.select(
-                F.col("tenant_id"),
-                F.lit(name).alias("entity"),
-                F.col("_status").alias("status"),
-                _cut(F.col(entity.primary_key).cast("string")).alias("key"),
-                _basename(F.col("_source_file")).alias("file"),
-                F.col("_run_id").alias("run_id"),
-                F.col("_quarantined_at").alias("quarantined_at"),
-                F.col("_violations.rule").alias("rules"),
-                reasons.alias("reasons"),
-                _cut(F.col("_original"), ORIGINAL_CHARS).alias("original"),
-                F.col(KEY),
-            )
-        )
+        parts.append(select(rows, name))
     if not parts:
         return None
-    return reduce(lambda a, b: a.unionByName(b), parts)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out
 
 
-def _reason(v: Column) -> Column:
-    """A reason as the report shows it: its rule, its column and the value cut short."""
-    return F.struct(
-        v["rule"].alias("rule"), v["column"].alias("column"), _cut(v["value"]).alias("value")
-    )
-
-
-#: What names a quarantined row in the report's lists.
-_ROW_REF = ("tenant_id", "entity", "key", "file", "run_id", "quarantined_at")
-
-
-def _status_counts(rows: DataFrame) -> DataFrame:
-    return rows.groupBy("tenant_id", "status", "entity").agg(
+def _status_counts(rows: DataFrame, entity: str) -> DataFrame:
+    return rows.groupBy("tenant_id", "_status", F.lit(entity).alias("entity")).agg(
         F.count(F.lit(1)).alias("rows"),
-        F.min("quarantined_at").alias("oldest"),
+        F.min("_quarantined_at").alias("oldest"),
     )
 
 
-def _open_by_rule(open_rows: DataFrame) -> DataFrame:
+def _open_by_rule(rows: DataFrame, entity: str) -> DataFrame:
     return (
-        open_rows.select("tenant_id", "entity", F.explode("rules").alias("rule"))
-        .groupBy("tenant_id", "rule", "entity")
+        rows.where(F.col("_status") == OPEN)
+        .select("tenant_id", F.explode(F.col("_violations.rule")).alias("rule"))
+        .groupBy("tenant_id", "rule", F.lit(entity).alias("entity"))
         .agg(F.count(F.lit(1)).alias("rows"))
     )
 
 
-def _oldest_open(open_rows: DataFrame) -> DataFrame:
-    w = Window.partitionBy("tenant_id").orderBy("quarantined_at", KEY)
-    return open_rows.select(
-        *_ROW_REF,
-        F.array_join("rules", ", ").alias("rules"),
-        F.row_number().over(w).alias("n"),
-    ).where(F.col("n") <= OLDEST_OPEN)
+def _row_ref(rows: DataFrame, entity: str) -> list[Column]:
+    """The columns that name a quarantined row: its key, file, run and when it was set aside."""
+    pk = ENTITIES[entity].primary_key
+    return [
+        F.col("tenant_id"),
+        F.lit(entity).alias("entity"),
+        _cut(F.col(pk).cast("string")).alias("key"),
+        _basename(F.col("_source_file")).alias("file"),
+        F.col("_run_id").alias("run_id"),
+        F.col("_quarantined_at").alias("quarantined_at"),
+    ]
 
 
-def _samples(open_rows: DataFrame) -> DataFrame:
-    w = Window.partitionBy("tenant_id", "rule").orderBy(F.col("quarantined_at").desc(), KEY)
+def _oldest_open(rows: DataFrame, entity: str) -> DataFrame:
+    w = Window.partitionBy("tenant_id").orderBy("_quarantined_at", KEY)
     return (
-        open_rows.select(*_ROW_REF, "original", "reasons", KEY, F.explode("rules").alias("rule"))
+        rows.where(F.col("_status") == OPEN)
+        .select(
+            *_row_ref(rows, entity),
+            F.array_join(F.col("_violations.rule"), ", ").alias("rules"),
+            F.row_number().over(w).alias("n"),
+        )
+        .where(F.col("n") <= OLDEST_OPEN)
+    )
+
+
+def _samples(rows: DataFrame, entity: str) -> DataFrame:
+    w = Window.partitionBy("tenant_id", "rule").orderBy(F.col("quarantined_at").desc(), KEY)
+    reasons = F.transform(
+        "_violations",
+        lambda v: F.struct(
+            v["rule"].alias("rule"), v["column"].alias("column"), _cut(v["value"]).alias("value")
+        ),
+    )
+    return (
+        rows.where(F.col("_status") == OPEN)
+        .select(
+            *_row_ref(rows, entity),
+            _cut(F.col("_original"), ORIGINAL_CHARS).alias("original"),
+            reasons.alias("reasons"),
+            F.col(KEY),
+            F.explode(F.col("_violations.rule")).alias("rule"),
+        )
         .withColumn("n", F.row_number().over(w))
         .where(F.col("n") <= SAMPLES_PER_RULE)
         .drop(KEY)
@@ -314,39 +316,31 @@ def read_quarantine(
     facts: dict[str, TenantFacts],
     exists: Callable[[str], bool],
 ) -> None:
-    """Open/resolved counts, open rows per rule, oldest open rows and samples, into ``facts``.
-
-    The quarantine tables are scanned once: the columns read are cached (one row per quarantined
-    row, its long text already cut short) and the four aggregates computed from the cache.
-    """
-    rows = _quarantined(spark, names, sorted(facts), exists)
-    if rows is None:
+    """Open/resolved counts, open rows per rule, oldest open rows and samples, into ``facts``."""
+    tenants = sorted(facts)
+    union = _quarantine_union  # four Spark jobs in all, whatever the number of entities
+    status = union(spark, names, tenants, exists, _status_counts)
+    if status is None:
         return
-    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        _gather_quarantine(rows, facts)
-    finally:
-        rows.unpersist()
-
-
-def _gather_quarantine(rows: DataFrame, facts: dict[str, TenantFacts]) -> None:
-    for r in _status_counts(rows).collect():
-        facts[r["tenant_id"]].quarantine[(r["entity"], r["status"])] = (r["rows"], r["oldest"])
-    open_rows = rows.where(F.col("status") == OPEN)
-    for r in _open_by_rule(open_rows).collect():
+    for r in status.collect():
+        facts[r["tenant_id"]].quarantine[(r["entity"], r["_status"])] = (r["rows"], r["oldest"])
+    by_rule = union(spark, names, tenants, exists, _open_by_rule)
+    for r in by_rule.collect() if by_rule is not None else []:
         facts[r["tenant_id"]].open_by_rule[(r["entity"], r["rule"])] = int(r["rows"])
-    for tenant, found in _by_tenant(_oldest_open(open_rows).collect()).items():
-        facts[tenant].oldest_open = sorted(found, key=lambda d: d["quarantined_at"])
-    for tenant, found in _by_tenant(_samples(open_rows).collect()).items():
+    oldest = union(spark, names, tenants, exists, _oldest_open)
+    for tenant, rows in _by_tenant(oldest.collect() if oldest is not None else []).items():
+        facts[tenant].oldest_open = sorted(rows, key=lambda d: d["quarantined_at"])
+    samples = union(spark, names, tenants, exists, _samples)
+    for tenant, rows in _by_tenant(samples.collect() if samples is not None else []).items():
         busiest = sorted(facts[tenant].open_by_rule.items(), key=lambda kv: (-kv[1], kv[0]))
         shown = {rule for (_, rule), _ in busiest[:SAMPLED_RULES]}
-        found = [d for d in found if d["rule"] in shown]
-        for d in found:
+        rows = [d for d in rows if d["rule"] in shown]
+        for d in rows:
             d["original"] = redact(d["original"])
             for reason in d["reasons"]:
                 if SECRET_NAME.search(reason.get("column") or ""):
                     reason["value"] = MASK
-        facts[tenant].samples = sorted(found, key=lambda d: (d["rule"], d["n"]))
+        facts[tenant].samples = sorted(rows, key=lambda d: (d["rule"], d["n"]))
 
 
 def read_manifest(
