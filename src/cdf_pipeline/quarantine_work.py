@@ -12,6 +12,7 @@ collected to the driver.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import shutil
 import uuid
@@ -168,6 +169,7 @@ def export_open(
             f"--export {out}: give a local file ending in .csv or .parquet (the customer's "
             "original column shape plus a reasons column)"
         )
+    encoding = codecs.lookup(encoding).name  # latin-1 -> iso8859-1: a name Java knows too
     rows = open_rows(spark, names, tenant, entity)
     # A file sent back with an earlier export's reasons column gets today's reasons instead.
     sent = sent_columns(spark, names, storage, tenant, rows, encoding=encoding)
