@@ -14,7 +14,7 @@ from cdf_pipeline.ingest.files import (
     duplicate_columns,
     file_format,
 )
-from cdf_pipeline.pipeline.inputs import NOTE_NAMES, drift_note
+from cdf_pipeline.pipeline.inputs import NAME_CHARS, NOTE_NAMES, drift_note
 
 
 def test_a_drift_note_names_the_first_columns_and_counts_the_rest() -> None:
@@ -22,6 +22,14 @@ def test_a_drift_note_names_the_first_columns_and_counts_the_rest() -> None:
     note = drift_note(RawFile("suppliers", "/raw/f.csv", "", columns=sent), "ignore")
     listed = ", ".join(f"x{i}" for i in range(NOTE_NAMES))
     assert note == f"extra columns {listed} and {10_000 - NOTE_NAMES} more (ignored)"
+
+
+def test_a_drift_note_cuts_a_long_name_short() -> None:
+    """A header's name can be as long as a field (a data row read as a header, say)."""
+    long = "x" * 50_000_000
+    sent = (*ENTITIES["suppliers"].field_names, long)
+    note = drift_note(RawFile("suppliers", "/raw/f.csv", "", columns=sent), "ignore")
+    assert note == f"extra columns {'x' * NAME_CHARS}… (ignored)"
 
 
 def test_a_short_drift_note_lists_every_column() -> None:

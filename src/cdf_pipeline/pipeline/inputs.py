@@ -104,11 +104,14 @@ def select_new_files(
 
 #: Column names a drift note lists at most (a file may send thousands): the rest are counted.
 NOTE_NAMES = 10
+#: Characters of one name a drift note shows (a CSV header can hold a name of any length).
+NAME_CHARS = 60
 
 
 def some_names(names: tuple[str, ...], limit: int = NOTE_NAMES) -> str:
-    """The first ``limit`` names, comma-separated, and how many more there are."""
-    shown = ", ".join(names[:limit])
+    """The first ``limit`` names (each cut to ``NAME_CHARS``), comma-separated, and how many
+    more there are."""
+    shown = ", ".join(n if len(n) <= NAME_CHARS else n[:NAME_CHARS] + "…" for n in names[:limit])
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
