@@ -11,12 +11,15 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from cdf_pipeline import __version__, telemetry
 from cdf_pipeline.exceptions import CdfError, ConfigError, InputError, Interrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: How long a SIGTERM waits for Spark to cancel its jobs before the run unwinds anyway.
+CANCEL_WAIT_S = 10.0
 logger = logging.getLogger(__name__)
 
 
@@ -76,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     # boto3 announces where it found credentials on every client: noise for a CLI user.
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger().addFilter(_quiet_gateway_interrupt)
     traced = _start_telemetry(args)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
@@ -101,15 +105,43 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM (what Kubernetes, systemd and most schedulers send first) stops a command as
     Ctrl-C does: Spark's jobs are cancelled (as pyspark does on SIGINT), and the exception unwinds
     the run, which records itself FAILED and releases its tenant lease. Exit 143."""
+    _cancel_spark_jobs()
+    raise Interrupted(signum, "SIGTERM")
+
+
+def _cancel_spark_jobs() -> None:
+    """Cancel Spark's running jobs from a thread of its own, waiting at most ``CANCEL_WAIT_S``.
+
+    A signal handler runs on the main thread, which is most often inside a py4j call: a second
+    call from there reuses that call's connection and fails ("reentrant call"). Another thread
+    gets a gateway connection of its own.
+    """
     from pyspark import SparkContext
 
     context = SparkContext._active_spark_context
-    if context is not None:
+    if context is None:
+        return
+
+    def cancel() -> None:
         try:
             context.cancelAllJobs()
         except Exception:  # the JVM may be gone already; stopping is what matters
             logger.debug("could not cancel Spark jobs on SIGTERM", exc_info=True)
-    raise Interrupted(signum, "SIGTERM")
+
+    canceller = threading.Thread(target=cancel, name="cdf-cancel-jobs", daemon=True)
+    canceller.start()
+    canceller.join(CANCEL_WAIT_S)
+
+
+def _quiet_gateway_interrupt(record: logging.LogRecord) -> bool:
+    """Drop py4j's "KeyboardInterrupt while sending command." record.
+
+    py4j logs it on the root logger, at ERROR and with a traceback, whenever a signal stops the
+    main thread inside a gateway call: on every Ctrl-C or SIGTERM during a run. The stop is the
+    user's own, and the command says so in one line; the traceback would only alarm.
+    """
+    interrupted = record.exc_info is not None and isinstance(record.exc_info[1], KeyboardInterrupt)
+    return not (interrupted and str(record.msg).startswith("KeyboardInterrupt while sending"))
 
 
 def _start_telemetry(args: argparse.Namespace) -> bool:
