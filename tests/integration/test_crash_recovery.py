@@ -32,6 +32,7 @@ from chispa import assert_df_equality
 from conftest import TEST_JVM_OPTIONS, make_lake
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from servers.processes import wait_group_gone
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
@@ -106,18 +107,6 @@ def _cdf_run(root: Path) -> list[str]:
             "--root", str(root)]  # fmt: skip
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether any non-zombie process is left in process group ``pgid`` (Linux /proc)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process exited while we looked
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
-
-
 class _LineReader:
     """Lines of a child's stream, read on a thread so the caller can give up at a deadline."""
 
@@ -176,10 +165,7 @@ def _kill_during_publish(root: Path, catalog: str, log: Path, point: str) -> int
             code = proc.wait(timeout=60)
             reader.join(60)
     # A JVM left behind could still commit: the rerun must not start until the group is gone.
-    deadline = time.monotonic() + 60
-    while _group_alive(proc.pid):
-        assert time.monotonic() < deadline, "the killed run's JVM did not exit"
-        time.sleep(0.2)
+    assert wait_group_gone(proc.pid, 60), "the killed run's JVM did not exit"
     return code
 
 

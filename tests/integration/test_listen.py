@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from conftest import cli_env
@@ -108,7 +108,10 @@ def s3_event(bucket: str, key: str, size: int) -> str:
 
 
 class Listener:
-    """A ``cdf listen`` child process whose stderr is read as it comes."""
+    """A ``cdf listen`` child process whose stdout and stderr are read as they come.
+
+    Each stream has a reader thread of its own (``communicate`` would read stderr too, from under
+    the thread, and close it)."""
 
     def __init__(self, aws: Aws, *args: str) -> None:
         cmd = [sys.executable, "-m", "cdf_pipeline.cli", "listen", *args]
@@ -116,27 +119,35 @@ class Listener:
             cmd, cwd=REPO, env=aws.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
+        self.stdout: list[str] = []
         self.stderr: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=_read_into, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def wait_for(self, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not any(text in ln for ln in self.stderr):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"no {text!r} on stderr:\n{''.join(self.stderr)[-4000:]}")
-            self._reader.join(0.2)  # waits for output, not for a fixed time
+            self._readers[1].join(0.2)  # waits for output, not for a fixed time
 
     def finish(self, timeout: float) -> tuple[int, list[dict[str, Any]], str]:
-        out, _ = self.proc.communicate(timeout=timeout)
-        self._reader.join(5)
+        self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(5)
+        out = "".join(self.stdout)
         docs = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
         return self.proc.returncode, docs, out + "".join(self.stderr)
+
+
+def _read_into(stream: IO[str], lines: list[str]) -> None:
+    for line in stream:
+        lines.append(line)
 
 
 @pytest.fixture
