@@ -1,9 +1,10 @@
 """Every non-default profile end to end, against real servers on loopback.
 
 For each catalog, as a user would: ``cdf generate --root s3://...`` (or a local root for JDBC),
-``cdf run`` (first load), a change batch, a rerun (NOTHING_NEW), then a second engine (pyiceberg,
-through the same catalog) reads silver and quarantine and finds exactly the rows the summaries
-report. Servers: moto (S3, Glue, STS), Apache Iceberg's REST catalog server, a throwaway PostgreSQL.
+``cdf run`` (first load), a change batch that reads only its own files, then a second engine
+(pyiceberg, through the same catalog) reads silver and quarantine and finds exactly the rows the
+summaries report. Servers: moto (S3, Glue, STS), Apache Iceberg's REST catalog server, a
+throwaway PostgreSQL.
 """
 
 from __future__ import annotations
@@ -174,8 +175,10 @@ def test_profile_runs_end_to_end_and_a_second_engine_agrees(deployment: Deployme
     change = step("run", "--tenant", TENANT)
     assert change["status"] == "SUCCEEDED", change
     assert change["updated"] > 0 and change["inserted"] > 0
-    again = step("run", "--tenant", TENANT)
-    assert again["status"] == "NOTHING_NEW", again
+    # The first load's files were known through this catalog's manifest: read once only. (No
+    # third run: one that finds nothing new proves no more than this, at a cold JVM's cost.)
+    assert change["files"]
+    assert not {f["file"] for f in first["files"]} & {f["file"] for f in change["files"]}
 
     expected = {
         entity: {

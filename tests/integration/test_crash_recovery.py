@@ -44,7 +44,7 @@ from cdf_pipeline.run_record import COUNT_KEYS
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 TENANT = "crash"
-SUPPLIERS, PARTS, SEED = 2000, 2000, 7
+SUPPLIERS, PARTS, SEED = 600, 600, 7
 LEASE_TTL_S = 6
 RUN_TIMEOUT_S = 1200  # generous: only reached if a child hangs (CI runs take well under a minute)
 

@@ -25,7 +25,7 @@ from cdf_pipeline.pipeline.silver import run_tenant
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 TENANT = "clk"
-ROWS = 1500
+ROWS = 500
 #: The generator's timestamps are in 2026; each run's clock is a day after the last.
 CLOCKS = [datetime(2027, 1, d, 8, 30, 15, 123456, tzinfo=timezone.utc) for d in (1, 2, 3)]
 STAMPS = T.StructType(
