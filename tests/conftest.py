@@ -67,6 +67,11 @@ if class_archive.ENV not in os.environ and "PYTEST_XDIST_WORKER" not in os.envir
 TEST_JVM_OPTIONS = BASE_JVM_OPTIONS + class_archive.archive_options(
     os.environ.get(class_archive.ENV)
 )
+#: The options of each test worker's own session, which lives for the whole run and runs
+#: hundreds of queries: the JIT's optimising tier pays for itself there. Runs after the first
+#: took ~9.5 s instead of ~12.5 s (300 + 300 rows, warm session, quiet machine), for ~25 more
+#: CPU-seconds of compiling up front.
+SESSION_JVM_OPTIONS = "-XX:+UseSerialGC"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -142,7 +147,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             "spark": {
                 "shuffle_partitions": 2,
                 "driver_memory": "2g",
-                "driver_java_options": TEST_JVM_OPTIONS,
+                "driver_java_options": SESSION_JVM_OPTIONS,
             },
         },
     )

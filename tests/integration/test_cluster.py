@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
-from conftest import TEST_JVM_OPTIONS, cli_env, make_lake, require
+from conftest import BASE_JVM_OPTIONS, TEST_JVM_OPTIONS, cli_env, make_lake, require
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from servers.postgres import PostgresServer
@@ -43,6 +43,9 @@ BIN = Path(sys.executable).parent
 TENANTS = ("north", "south")
 ROWS, SEED = "150", "11"
 TIMEOUT_S = 900
+#: Executors get the drivers' JIT and collector options (not their class archive, which was
+#: built for a driver's class path): their tasks are small and short too.
+EXECUTOR_OPTIONS = "spark.executor.extraJavaOptions"
 #: moto accepts any credentials; throwaway test values.
 AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -70,6 +73,7 @@ def side_env(
         PGPASSWORD=pg.password,
         CDF__SPARK__MASTER=master,
         CDF__SPARK__SHUFFLE_PARTITIONS="2",
+        CDF__SPARK__CONF=json.dumps({EXECUTOR_OPTIONS: BASE_JVM_OPTIONS}),
         **extra,
     )
 
@@ -179,7 +183,9 @@ def test_two_tenants_on_a_standalone_cluster_equal_local_mode(
     assert run_locally() == {t: "SUCCEEDED" for t in TENANTS}
     generate(2)
     submit = [str(BIN / "spark-submit"), "--master", cluster.master,
-              "--driver-java-options", TEST_JVM_OPTIONS, str(REPO / "jobs" / "silver_job.py"),
+              "--driver-java-options", TEST_JVM_OPTIONS,
+              "--conf", f"{EXECUTOR_OPTIONS}={BASE_JVM_OPTIONS}",
+              str(REPO / "jobs" / "silver_job.py"),
               "--tenants", tenants, "--parallel", "2", "--profile", "jdbc",
               "--root", root, "--json"]  # fmt: skip
     assert by_tenant(run(submit, env)) == {t: "SUCCEEDED" for t in TENANTS}
