@@ -76,8 +76,9 @@ def record_files(spark: SparkSession, names: TableNames, rows: list[dict[str, An
 
 
 def record_run(spark: SparkSession, names: TableNames, row: dict[str, Any]) -> None:
-    """Append a run's record: a run with no earlier record to replace (NOTHING_NEW, BUSY, or
-    FAILED on unreadable files only), one commit whatever the table holds."""
+    """Append a run's record: a run with no earlier record to replace (NOTHING_NEW, BUSY,
+    FAILED on unreadable files only, or a run's first PUBLISHING record), one commit whatever
+    the table holds."""
     _append(spark, names.runs, [row])
 
 

@@ -64,18 +64,27 @@ def quarantine_rows(entity: Entity, tenant: str, run_id: str, now: datetime) -> 
 
 
 def write_quarantine(
-    spark: SparkSession, names: TableNames, entity: Entity, tenant: str, rows: DataFrame
+    spark: SparkSession,
+    names: TableNames,
+    entity: Entity,
+    tenant: str,
+    rows: DataFrame,
+    *,
+    tenant_has_rows: bool | None = None,
 ) -> None:
     """Append the quarantine rows whose key is not there yet (idempotent).
 
     An anti-join and an append rather than a MERGE: only this tenant's run writes its partition,
     and an append commits new files without planning a row-level rewrite. The anti-join is
-    skipped while the tenant has no quarantine rows (table metadata says so), and the rows are
-    written where they are: they all belong to one partition, so they need no shuffle.
+    skipped while the tenant has no quarantine rows (``tenant_has_rows``, when the caller
+    knows; else table metadata says so), and the rows are written where they are: they all
+    belong to one partition, so they need no shuffle.
     """
     tenant = validate_tenant_id(tenant)
     table = names.quarantine(entity)
-    if tenant_rows(spark, table, tenant) > 0:
+    if tenant_has_rows is None:
+        tenant_has_rows = tenant_rows(spark, table, tenant) > 0
+    if tenant_has_rows:
         present = spark.table(table).where(F.col("tenant_id") == F.lit(tenant)).select(KEY)
         rows = rows.join(present, KEY, "left_anti")
     rows.writeTo(table).option("distribution-mode", "none").append()

@@ -31,6 +31,7 @@ from cdf_pipeline.lakehouse.tables import (
     current_snapshot_ids,
     ensure_tables,
     java_root_cause,
+    tenant_rows,
 )
 from cdf_pipeline.pipeline.audits import parent_keys, run_audits
 from cdf_pipeline.pipeline.inputs import Selection, drift_note, manifest_rows, select_new_files
@@ -144,7 +145,9 @@ def _run_leased(
     try:
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
-                journal = _journal(spark, settings, names, run, new) if resumed is None else None
+                journal = None
+                if resumed is None:
+                    journal = _journal(spark, settings, names, run, new, retry=attempt > 1)
                 published = _stage_and_publish(
                     spark, settings, names, run, held, new, bad, now, journal
                 )
@@ -222,15 +225,24 @@ def _journal(
     names: TableNames,
     run: S.RunSummary,
     new: dict[str, list[RawFile]],
+    *,
+    retry: bool,
 ) -> Callable[[], None]:
     """The write of the run's PUBLISHING record, made right before its first publish write:
     its counts, audits and the files it publishes, so that a run killed while publishing leaves
-    a true record for the next run to finish (:func:`_settle_unfinished`)."""
+    a true record for the next run to finish (:func:`_settle_unfinished`).
+
+    An append: a new run id has no record yet. Only a ``retry`` of the publish (after a commit
+    conflict) may find its own PUBLISHING record from the attempt before, and replaces it.
+    """
 
     def _write() -> None:
         files = [*run.files, *_published(new, settings.quality.extra_columns)]
         publishing = replace(run, status=S.PUBLISHING, files=files)
-        ops.upsert_run(spark, names, publishing.row(), _view("j", run))
+        if retry:
+            ops.upsert_run(spark, names, publishing.row(), _view("j", run))
+        else:
+            ops.record_run(spark, names, publishing.row())
 
     return _write
 
@@ -434,9 +446,16 @@ def _publish(
     """Write quarantine rows, MERGE silver (parents first), resolve promoted quarantine rows and
     those whose key this run received again.
 
-    ``guard`` runs before each write and raises to stop it (the tenant lease's check).
+    ``guard`` runs before each write and raises to stop it (the tenant lease's check). Whether
+    the tenant had quarantine rows before this run wrote any is read once, from table metadata:
+    without them there is nothing to de-duplicate against and no older row to resolve (a first
+    load skips both).
     """
     suffix = run_id.replace("-", "_")
+    older = {
+        name: tenant_rows(spark, names.quarantine(s.entity), tenant) > 0
+        for name, s in staged.items()
+    }
     for name, s in staged.items():
         if s.rejected is not None and s.counts.quarantined:
             attrs = {
@@ -446,7 +465,9 @@ def _publish(
             }
             guard()
             with stage("quarantine_write", **attrs):
-                quarantine.write_quarantine(spark, names, s.entity, tenant, s.rejected)
+                quarantine.write_quarantine(
+                    spark, names, s.entity, tenant, s.rejected, tenant_has_rows=older[name]
+                )
     for name, s in staged.items():
         lineage = merge.with_lineage(s.entity, run_id, now)
         attrs = {"cdf.entity": name, "cdf.table": names.silver(s.entity)}
@@ -479,7 +500,7 @@ def _publish(
                     f"r_{name}_{suffix}",
                 )
     for name, s in staged.items():
-        received = _received_keys(s)
+        received = _received_keys(s) if older[name] else None
         if received is not None:  # rows sent again resolve the older open copies of their keys
             guard()
             with stage("quarantine_resolve_sent_again", **{"cdf.entity": name}):
