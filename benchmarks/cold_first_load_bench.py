@@ -38,7 +38,7 @@ from statistics import median
 from typing import Any
 
 from cdf_generator.api import generate
-from cdf_pipeline.telemetry_export import read_spans
+from cdf_pipeline.telemetry.export import read_spans
 
 TENANT = "bench"
 HERE = Path(__file__).resolve().parent

@@ -38,13 +38,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pyspark.sql import SparkSession
 
 from cdf_generator.api import generate
-from cdf_pipeline import telemetry_setup
 from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.lakehouse import ops, tables
 from cdf_pipeline.pipeline import inputs, silver
 from cdf_pipeline.pipeline.silver import run_tenant
 from cdf_pipeline.run_record import RunSummary
 from cdf_pipeline.spark import build_session
+from cdf_pipeline.telemetry import setup as telemetry_setup
 
 #: Calls without a span of their own: (module, attribute, label). Wrapped where run_tenant and
 #: its helpers look them up, so every call is timed whatever module makes it.

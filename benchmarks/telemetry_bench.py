@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from cdf_generator.api import generate
-from cdf_pipeline import telemetry, telemetry_setup
+from cdf_pipeline import telemetry
 from cdf_pipeline.config import Settings, TelemetrySettings, load_settings
 from cdf_pipeline.pipeline.silver import run_tenant
 from cdf_pipeline.spark import build_session
+from cdf_pipeline.telemetry import setup as telemetry_setup
 
 TENANT = "acme"
 

@@ -279,7 +279,7 @@ def start_capture(settings: Any, **install_kw: Any) -> OtelCapture:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from cdf_pipeline import telemetry_setup
+    from cdf_pipeline.telemetry import setup as telemetry_setup
 
     spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
     install_kw.setdefault("environ", {})
@@ -296,8 +296,8 @@ def start_capture(settings: Any, **install_kw: Any) -> OtelCapture:
 @pytest.fixture
 def otel(tmp_path: Path) -> Iterator[OtelCapture]:
     """Telemetry on for one test (local profile, no exporter but in-memory ones), then off."""
-    from cdf_pipeline import telemetry_setup
     from cdf_pipeline.config import load_settings
+    from cdf_pipeline.telemetry import setup as telemetry_setup
 
     capture = start_capture(load_settings("local", overrides={"root": str(tmp_path)}))
     try:

@@ -164,7 +164,7 @@ def _start_telemetry(args: argparse.Namespace) -> bool:
         )
     except CdfError:
         return False
-    from cdf_pipeline import telemetry_setup
+    from cdf_pipeline.telemetry import setup as telemetry_setup
 
     return telemetry_setup.install(settings) is not None
 

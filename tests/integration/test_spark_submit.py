@@ -136,7 +136,7 @@ def test_unknown_tenant_exits_2_and_says_so(tmp_path: Path) -> None:
 def test_the_parents_trace_reaches_each_spark_submit_child(submitted: dict[str, Any]) -> None:
     """TRACEPARENT from the launcher: every span of both children is in the launcher's trace,
     each child's top span hangs under the launcher's span, and ops.runs names that trace."""
-    from cdf_pipeline.telemetry_export import read_spans
+    from cdf_pipeline.telemetry.export import read_spans
 
     trace_id, parent_id = submitted["parent_trace_id"], submitted["parent_span_id"]
     assert submitted["first"].returncode == 0

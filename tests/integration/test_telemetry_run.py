@@ -21,10 +21,10 @@ from pyspark.sql import functions as F
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
-from cdf_pipeline import telemetry_setup
 from cdf_pipeline.config import TelemetrySettings
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline.silver import run_tenant
+from cdf_pipeline.telemetry import setup as telemetry_setup
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

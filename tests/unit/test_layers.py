@@ -32,8 +32,6 @@ RANK = {
     "cdf_pipeline.landing.postgres": 2,
     "cdf_pipeline.jars": 2,
     "cdf_pipeline.telemetry": 2,
-    "cdf_pipeline.telemetry_export": 2,
-    "cdf_pipeline.telemetry_setup": 3,
     "cdf_pipeline.store_watch": 3,
     "cdf_pipeline.quality": 3,
     "cdf_pipeline.run_record": 3,

@@ -14,10 +14,11 @@ import pytest
 from conftest import OtelCapture, OtlpReceiver, free_port, start_capture
 
 from cdf_pipeline import run_record as S
-from cdf_pipeline import telemetry, telemetry_setup
+from cdf_pipeline import telemetry
 from cdf_pipeline.config import load_settings
 from cdf_pipeline.exceptions import CdfError
-from cdf_pipeline.telemetry_export import read_spans
+from cdf_pipeline.telemetry import setup as telemetry_setup
+from cdf_pipeline.telemetry.export import read_spans
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

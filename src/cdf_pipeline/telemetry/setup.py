@@ -6,7 +6,7 @@ What :func:`install` sets up, when anything is enabled:
 
 - traces: a ``BatchSpanProcessor`` per exporter: ``otlp`` (OTLP over HTTP/protobuf), ``console``
   (stderr, so stdout stays machine-readable) or ``jsonl`` (a local file, see
-  :mod:`cdf_pipeline.telemetry_export`);
+  :mod:`cdf_pipeline.telemetry.export`);
 - metrics: a ``PeriodicExportingMetricReader`` per exporter: ``otlp`` or ``console``;
 - a resource with ``service.name`` ``cdf-pipeline``, ``service.version`` and ``cdf.profile``, which
   ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` override;
@@ -276,7 +276,7 @@ def _span_processors(plan: Plan) -> list[SpanProcessor]:
         elif name == "console":
             exporter = ConsoleSpanExporter(out=sys.stderr)
         else:
-            from cdf_pipeline.telemetry_export import JsonLinesSpanExporter
+            from cdf_pipeline.telemetry.export import JsonLinesSpanExporter
 
             assert plan.jsonl_path is not None
             exporter = JsonLinesSpanExporter(plan.jsonl_path)

@@ -3,7 +3,7 @@
 Library code calls nothing else: :func:`stage` opens a span per pipeline stage and records its
 duration, :func:`set_attributes` and :func:`record_run` put a run's counts on its spans and its
 metrics. With no SDK installed (telemetry off, the default) every call is a no-op costing
-microseconds. ``cdf_pipeline.telemetry_setup`` installs the SDK at process entry points and hands
+microseconds. ``cdf_pipeline.telemetry.setup`` installs the SDK at process entry points and hands
 its providers to :func:`use_providers`. They are held here rather than registered globally because
 OpenTelemetry lets a process set its global providers only once, and tests (and a host application
 that brings its own) need to swap them; with none held here, the global ones are used.
