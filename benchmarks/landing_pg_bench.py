@@ -9,7 +9,7 @@ on loopback (``tests/servers/postgres.py``, the server the test suite starts, wi
 for ``--rounds`` rounds, each in a fresh child process (so its peak RSS is its own, not the
 generator's):
 
-- ``pull xmin`` and ``pull ts``: :func:`cdf_pipeline.landing.postgres.pull_entity` with the
+- ``pull xmin`` and ``pull ts``: :func:`cdf_pipeline.postgres.pull.pull_entity` with the
   ``xmin`` cursor (the default) and with ``source_timestamp``, a first pull (no cursor) of the
   whole table into one contract-typed Parquet file (ADBC, ``COPY (SELECT ... ORDER BY ...) TO
   STDOUT`` binary, Arrow conversion, ParquetWriter);
@@ -111,7 +111,7 @@ def child(kind: str, uri: str, out: Path, cursor: str) -> None:
         rows, out = suppliers.rows or 0, Path(suppliers.raw_file or "")
     elif kind == "pull":
         from cdf_pipeline.contracts import ENTITIES
-        from cdf_pipeline.landing.postgres import pull_entity
+        from cdf_pipeline.postgres.pull import pull_entity
 
         base = _rss_mb()
         started = time.perf_counter()

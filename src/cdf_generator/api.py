@@ -205,7 +205,7 @@ def generate(
     schemas = pg_schemas(pg_schema, universe.tenants) if pg_uri else {}
     conn = None
     if pg_uri:
-        from cdf_pipeline.landing.pg_source import connect
+        from cdf_pipeline.postgres.connection import connect
 
         conn = connect(pg_uri)
     summary = GenerateSummary(batch=batch)
@@ -326,7 +326,7 @@ def pg_schemas(template: str, tenants: Sequence[str]) -> dict[str, str]:
         InputError: several tenants into one fixed schema (their rows would mix).
         ConfigError: a schema name PostgreSQL would need quoting for.
     """
-    from cdf_pipeline.landing.pg_source import quote_ident
+    from cdf_pipeline.postgres.connection import quote_ident
 
     if len(tenants) > 1 and "{tenant}" not in template:
         raise InputError(

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from cdf_generator.shapes import json_geo
 from cdf_pipeline.contracts import Entity, Kind
 from cdf_pipeline.contracts.schemas import postgres_ddl
-from cdf_pipeline.landing.pg_source import query_error, quote_ident
+from cdf_pipeline.postgres.connection import query_error, quote_ident
 
 POSITION = "__pos"
 

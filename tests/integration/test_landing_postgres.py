@@ -26,7 +26,7 @@ from cdf_generator.api import build_tables, generate
 from cdf_pipeline.cli import main
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.exceptions import ConfigError, InputError
-from cdf_pipeline.landing.postgres import PullResult, pull_entity
+from cdf_pipeline.postgres.pull import PullResult, pull_entity
 
 pytestmark = [pytest.mark.postgres]
 

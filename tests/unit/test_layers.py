@@ -26,10 +26,7 @@ RANK = {
     "cdf_pipeline.storage": 2,
     # The PostgreSQL landing source: contracts and exceptions only, so the generator can load a
     # landing database through the same connection code.
-    "cdf_pipeline.landing.pg_source": 2,
-    "cdf_pipeline.landing.pg_arrow": 2,
-    "cdf_pipeline.landing.pg_cursor": 2,
-    "cdf_pipeline.landing.postgres": 2,
+    "cdf_pipeline.postgres": 2,
     "cdf_pipeline.jars": 2,
     "cdf_pipeline.telemetry": 2,
     "cdf_pipeline.store_watch": 3,

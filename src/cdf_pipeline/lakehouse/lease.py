@@ -134,7 +134,7 @@ def _sqlite_store(path: Path) -> LeaseStore:
 
 
 def _postgres_store(uri: str) -> LeaseStore:
-    from cdf_pipeline.landing.pg_source import connect, where
+    from cdf_pipeline.postgres.connection import connect, where
 
     return LeaseStore(
         where(uri),

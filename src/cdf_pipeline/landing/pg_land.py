@@ -2,7 +2,7 @@
 
 For each contract (parents first), the rows of ``<landing.postgres_schema>.<entity>`` after the
 cursor of the last landed pull (the manifest's ``cursor``) are pulled into one local Parquet file
-(:func:`~cdf_pipeline.landing.postgres.pull_entity`) that becomes
+(:func:`~cdf_pipeline.postgres.pull.pull_entity`) that becomes
 ``raw/tenant_id=<t>/entity=<e>/ingest_date=<d>/<sha256>.parquet``: written under a temporary name
 in that folder and renamed to its content hash (local raw), or uploaded like a landed file and
 hashed on the way (S3 raw, :mod:`.copy`). Only then is its
@@ -29,9 +29,9 @@ from cdf_pipeline.exceptions import InputError
 from cdf_pipeline.ingest.files import tenant_raw_dir
 from cdf_pipeline.landing import copy
 from cdf_pipeline.landing.manifest import Known, Manifest
-from cdf_pipeline.landing.pg_source import check_uri
-from cdf_pipeline.landing.postgres import PullResult, pull_entity
 from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, LandedObject
+from cdf_pipeline.postgres.connection import check_uri
+from cdf_pipeline.postgres.pull import PullResult, pull_entity
 from cdf_pipeline.storage import Storage, first_line, is_s3, join
 
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from cdf_pipeline.contracts.model import Entity, Field, Format, Kind
 from cdf_pipeline.contracts.schemas import arrow_schema, postgres_type
 from cdf_pipeline.exceptions import InputError
-from cdf_pipeline.landing.pg_source import quote_ident
+from cdf_pipeline.postgres.connection import quote_ident
 
 #: Fixed-size row groups: the file's bytes depend on the rows only, not on how ADBC batched them.
 ROW_GROUP_ROWS = 65_536

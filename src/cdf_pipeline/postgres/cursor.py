@@ -1,6 +1,6 @@
 """Which rows a pull takes, in which order, and where the next pull starts (the cursor).
 
-Two kinds of cursor (see :mod:`.postgres` for what each can and cannot see):
+Two kinds of cursor (see :mod:`.pull` for what each can and cannot see):
 
 * a contract column (default ``source_timestamp``) plus the primary key: ``(column, pk) >
   (last value, last key)``, ordered by ``column, pk``; never past the pull's clock;
@@ -9,7 +9,7 @@ Two kinds of cursor (see :mod:`.postgres` for what each can and cannot see):
 
 A column cursor orders by every other column after its leading keys: a total order on the rows'
 content, so the same rows always give the same bytes. An ``xmin`` pull reads the heap in order
-(one backend, synchronized scans off: see :mod:`.postgres`), so an unchanged table gives the same
+(one backend, synchronized scans off: see :mod:`.pull`), so an unchanged table gives the same
 bytes again; measured, the sort cost a first pull of 1M suppliers 20-30 % of its time
 (docs/benchmarks.md). A table rewritten in between (``VACUUM FULL``, ``CLUSTER``) gives its same
 rows in other bytes: a second raw file whose rows the silver job finds unchanged.
@@ -27,8 +27,8 @@ import pyarrow as pa
 from cdf_pipeline.contracts.model import Entity, Field, Kind
 from cdf_pipeline.contracts.schemas import postgres_type
 from cdf_pipeline.exceptions import ConfigError
-from cdf_pipeline.landing import pg_arrow
-from cdf_pipeline.landing.pg_source import quote_ident, quote_literal
+from cdf_pipeline.postgres import arrow as pg_arrow
+from cdf_pipeline.postgres.connection import quote_ident, quote_literal
 
 DEFAULT_CURSOR_COLUMN = "source_timestamp"
 #: The write-tracking cursor (PostgreSQL's system column).

@@ -2,7 +2,7 @@
 
 Rows come through ADBC's PostgreSQL driver (libpq, ``COPY (SELECT ...) TO STDOUT`` binary) as
 Arrow record batches, are converted to the contract's types and streamed into a
-``ParquetWriter`` (:mod:`.pg_arrow`): never a Python loop over rows, never the whole table in
+``ParquetWriter`` (:mod:`.arrow`): never a Python loop over rows, never the whole table in
 memory.
 
 Cursor. With a column cursor, a pull takes the rows after it, ``(cursor_column, pk) > (last
@@ -56,15 +56,15 @@ import pyarrow as pa
 
 from cdf_pipeline.contracts.model import Entity, Field
 from cdf_pipeline.exceptions import CdfError, ConfigError, InputError
-from cdf_pipeline.landing import pg_arrow
-from cdf_pipeline.landing.pg_cursor import (
+from cdf_pipeline.postgres import arrow as pg_arrow
+from cdf_pipeline.postgres.connection import connect, query_error, quote_ident, quote_literal
+from cdf_pipeline.postgres.cursor import (
     CURSOR_KINDS,
     DEFAULT_CURSOR_COLUMN,
     XMIN,
     Cursor,
     plan_rows,
 )
-from cdf_pipeline.landing.pg_source import connect, query_error, quote_ident, quote_literal
 
 logger = logging.getLogger(__name__)
 

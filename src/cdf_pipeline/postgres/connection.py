@@ -1,6 +1,7 @@
-"""A PostgreSQL landing database: its URI, the connection, and libpq failures as one clear line.
+"""A PostgreSQL database: its URI, the connection, and libpq failures as one clear line.
 
-Shared by the pull (:mod:`.postgres`) and the generator's ``--to postgresql://...``. The password
+Shared by the landing pull (:mod:`.pull`), the tenant lease store on PostgreSQL
+(:mod:`cdf_pipeline.lakehouse.lease`) and the generator's ``--to postgresql://...``. The password
 never passes through here: libpq reads ``PGPASSWORD`` or ``~/.pgpass`` (``PGPASSFILE``) itself,
 and a URI that carries one is refused before anything connects, without being echoed.
 """
