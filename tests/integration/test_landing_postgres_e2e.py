@@ -24,9 +24,9 @@ from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.contracts import ENTITIES
+from cdf_pipeline.lakehouse.landed import LANDED, LandedObject
 from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
 from cdf_pipeline.landing.land import LandSummary, land_tenant
-from cdf_pipeline.landing.record import LANDED, LandedObject
 from cdf_pipeline.landing.spark_manifest import SparkManifest
 from cdf_pipeline.pipeline.silver import run_tenant
 

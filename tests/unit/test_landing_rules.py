@@ -10,7 +10,7 @@ import pytest
 
 from cdf_pipeline.config import load_settings
 from cdf_pipeline.exceptions import ConfigError
-from cdf_pipeline.landing.record import LandedObject, columns_sql
+from cdf_pipeline.lakehouse.landed import LandedObject, columns_sql
 from cdf_pipeline.landing.routing import entity_of, entity_patterns, tenant_of
 
 REPO = Path(__file__).resolve().parents[2]

@@ -32,7 +32,7 @@ RANK = {
     "cdf_pipeline.store_watch": 3,
     "cdf_pipeline.quality": 3,
     "cdf_pipeline.run_record": 3,
-    "cdf_pipeline.landing.record": 3,
+    "cdf_pipeline.lakehouse.landed": 3,
     "cdf_generator": 4,
     "cdf_pipeline.ingest": 4,
     "cdf_pipeline.lakehouse": 4,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cdf_pipeline.lakehouse.recovery import metadata_version, missing_metadata_file, newest_survivor
+from cdf_pipeline.lakehouse.lost import missing_metadata_file
+from cdf_pipeline.lakehouse.recovery import metadata_version, newest_survivor
 from cdf_pipeline.storage import S3Config, Storage
 
 GONE = "s3://lake/warehouse/silver.db/suppliers/metadata/00007-9f1c.metadata.json"

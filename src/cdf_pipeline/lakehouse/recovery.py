@@ -16,7 +16,8 @@ back, both through the Iceberg catalog itself (so they work for every catalog ty
 Re-registering is a drop then a register (catalogs have no "re-point" call); a process killed
 between the two leaves the table absent with its surviving metadata file still there, which
 Iceberg's ``CALL <catalog>.system.register_table`` brings back. Nothing here takes tenant leases:
-no run can read or commit to a table that cannot be loaded.
+no run can read or commit to a table that cannot be loaded. How a lost table is recognised (the
+error every command meets) is :mod:`.lost`, which ``tables`` uses too.
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cdf_pipeline.exceptions import LostTableError
+from cdf_pipeline.lakehouse.lost import missing_metadata_file
 from cdf_pipeline.lakehouse.maintenance import maintained_tables, short_name
-from cdf_pipeline.storage import canonical
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -40,15 +40,6 @@ logger = logging.getLogger(__name__)
 
 #: What happened to a lost table.
 REREGISTERED, DROPPED, LEFT = "reregistered", "dropped", "left"
-#: The command that repairs a lost table, as the error of any command that meets one names it.
-REPAIR_HINT = (
-    "run 'cdf maintain --repair' (with this command's --profile and --root) to re-register it from "
-    "its newest surviving metadata file, adding --drop-broken to drop it when none survives (the "
-    "next run then rebuilds it from the raw files)"
-)
-
-_METADATA_FILE = re.compile(r"(\S+\.metadata\.json)\b")
-_NOT_FOUND = re.compile(r"NotFoundException: [^\n]*?(\S+\.metadata\.json)")
 #: ``00012-<uuid>.metadata.json`` (metastore catalogs) or ``v12.metadata.json`` (hadoop tables).
 _VERSION = re.compile(r"^v?(\d+)[-.]")
 
@@ -74,44 +65,6 @@ class Recovery:
             "restored_from": self.restored_from,
             "restored_version": metadata_version(self.restored_from or ""),
         }
-
-
-def lost_table_error(table: str, missing: str) -> LostTableError:
-    """The one-line error of a command that met a lost table."""
-    return LostTableError(
-        f"table {table} is lost: its catalog entry points at metadata file {missing}, which no "
-        f"longer exists; {REPAIR_HINT}",
-        table=table,
-        missing=missing,
-    )
-
-
-def missing_metadata_file(exc: BaseException) -> str | None:
-    """The table metadata file that ``exc`` says does not exist, if it says so.
-
-    Iceberg reports a missing file as ``NotFoundException`` naming it (``Location does not
-    exist: s3://...`` from S3FileIO, ``Failed to open input stream for file: ...`` from
-    HadoopFileIO); ``exc`` is a py4j or pyspark wrapper of it, or of an exception it caused.
-    """
-    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
-    try:
-        while java is not None:
-            if java.getClass().getSimpleName() in ("NotFoundException", "FileNotFoundException"):
-                found = _METADATA_FILE.search(str(java.getMessage() or ""))
-                if found:
-                    return _plain(found.group(1))
-            java = java.getCause()
-    except Exception:  # the gateway may be gone: the text below still names the file
-        logger.debug("could not walk the Java causes of %s", type(exc).__name__, exc_info=True)
-    found = _NOT_FOUND.search(str(exc))
-    return _plain(found.group(1)) if found else None
-
-
-def _plain(location: str) -> str:
-    """A location as the storage layer spells it (``s3a://`` -> ``s3://``; ``file:`` dropped)."""
-    if location.startswith("file:"):
-        location = "/" + location.removeprefix("file:").lstrip("/")
-    return canonical(location)
 
 
 def metadata_version(location: str) -> int | None:

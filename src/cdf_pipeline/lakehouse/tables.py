@@ -18,8 +18,8 @@ from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.contracts.schemas import iceberg_columns_sql
 from cdf_pipeline.exceptions import ConfigError
 from cdf_pipeline.lakehouse.commits import is_creation_race
-from cdf_pipeline.lakehouse.recovery import lost_table_error, missing_metadata_file
-from cdf_pipeline.landing.record import columns_sql as landed_columns_sql
+from cdf_pipeline.lakehouse.landed import columns_sql as landed_columns_sql
+from cdf_pipeline.lakehouse.lost import lost_table_error, missing_metadata_file
 from cdf_pipeline.run_record import runs_columns_sql
 from cdf_pipeline.tenants import validate_tenant_id
 

@@ -27,9 +27,9 @@ import pyarrow as pa
 
 from cdf_pipeline.config import SQLITE_JDBC_PREFIX, Settings
 from cdf_pipeline.exceptions import ConfigError
+from cdf_pipeline.lakehouse.landed import DUPLICATE, LANDED, UNMATCHED, LandedObject
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.landing.manifest import Known
-from cdf_pipeline.landing.record import DUPLICATE, LANDED, UNMATCHED, LandedObject
 from cdf_pipeline.storage import s3_config
 from cdf_pipeline.tenants import validate_tenant_id
 

@@ -25,10 +25,17 @@ from typing import Any
 from cdf_pipeline.config import Settings, carries_credential
 from cdf_pipeline.exceptions import ConfigError, InputError
 from cdf_pipeline.ingest.files import tenant_raw_dir
+from cdf_pipeline.lakehouse.landed import (
+    DUPLICATE,
+    FAILED,
+    LANDED,
+    OUTCOMES,
+    UNMATCHED,
+    LandedObject,
+)
 from cdf_pipeline.landing import copy
 from cdf_pipeline.landing.manifest import Known, Manifest
 from cdf_pipeline.landing.pg_land import land_postgres
-from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, OUTCOMES, UNMATCHED, LandedObject
 from cdf_pipeline.landing.routing import entity_of, entity_patterns, relative_to
 from cdf_pipeline.storage import (
     FileEntry,

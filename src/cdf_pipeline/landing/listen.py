@@ -35,6 +35,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from cdf_pipeline.config import Settings
+from cdf_pipeline.lakehouse.landed import LandedObject
 from cdf_pipeline.landing.events import MalformedEvent, parse_body
 from cdf_pipeline.landing.listen_report import (
     BatchReport,
@@ -44,7 +45,6 @@ from cdf_pipeline.landing.listen_report import (
 )
 from cdf_pipeline.landing.manifest import Known, Manifest
 from cdf_pipeline.landing.queue import Queue, Received, explain
-from cdf_pipeline.landing.record import LandedObject
 from cdf_pipeline.landing.routing import tenant_of
 from cdf_pipeline.run_record import BUSY
 from cdf_pipeline.storage import canonical, first_line

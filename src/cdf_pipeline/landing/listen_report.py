@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, UNMATCHED, LandedObject
+from cdf_pipeline.lakehouse.landed import DUPLICATE, FAILED, LANDED, UNMATCHED, LandedObject
 from cdf_pipeline.storage import canonical
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cdf_pipeline.landing.record import LandedObject
+from cdf_pipeline.lakehouse.landed import LandedObject
 
 
 @dataclass

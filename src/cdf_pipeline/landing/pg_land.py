@@ -27,9 +27,9 @@ from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.contracts.order import dependency_order
 from cdf_pipeline.exceptions import InputError
 from cdf_pipeline.ingest.files import tenant_raw_dir
+from cdf_pipeline.lakehouse.landed import DUPLICATE, FAILED, LANDED, LandedObject
 from cdf_pipeline.landing import copy
 from cdf_pipeline.landing.manifest import Known, Manifest
-from cdf_pipeline.landing.record import DUPLICATE, FAILED, LANDED, LandedObject
 from cdf_pipeline.postgres.connection import check_uri
 from cdf_pipeline.postgres.pull import PullResult, pull_entity
 from cdf_pipeline.storage import Storage, first_line, is_s3, join

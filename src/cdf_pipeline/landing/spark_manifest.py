@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdf_pipeline.lakehouse.landed import DUPLICATE, LANDED, UNMATCHED, LandedObject
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.landing.manifest import Known
-from cdf_pipeline.landing.record import DUPLICATE, LANDED, UNMATCHED, LandedObject
 from cdf_pipeline.tenants import validate_tenant_id
 
 

@@ -1,7 +1,8 @@
 """One row of the landing manifest (``ops.landed_files``): what was seen, where it went, and why.
 
 The dataclass is the one definition: the table's columns, its rows and the JSON summary are all
-derived from its fields, in order.
+derived from its fields, in order. It lives with the tables (``tables`` derives the manifest's DDL
+from it) rather than in ``landing``, which writes the rows: the lakehouse is below landing.
 """
 
 from __future__ import annotations
