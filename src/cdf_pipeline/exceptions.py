@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cdf_pipeline.exit_codes import EXIT_SIGNAL_BASE
+
 
 class CdfError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -68,4 +70,4 @@ class Interrupted(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         """128 + the signal's number, as a shell reports a process a signal ended."""
-        return 128 + self.signum
+        return EXIT_SIGNAL_BASE + self.signum

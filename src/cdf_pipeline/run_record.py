@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cdf_pipeline import telemetry as T
+from cdf_pipeline.exit_codes import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 COUNT_KEYS = (
     "read",
@@ -32,8 +33,6 @@ AUDIT_FAILED = "AUDIT_FAILED"
 NOTHING_NEW = "NOTHING_NEW"
 UNKNOWN_TENANT = "UNKNOWN_TENANT"
 BUSY = "BUSY"  # another run held the tenant's lease: nothing was read or written
-#: Exit code of a run that found its tenant busy: neither success nor bad data; try later.
-EXIT_BUSY = 3
 FAILED = "FAILED"
 #: A run's record while it publishes: written before its first publish write, replaced by its
 #: final record once its files are in the manifest. One left behind is a run that was killed;
@@ -130,10 +129,10 @@ class RunSummary:
         2 an unknown tenant: a typo is a usage error a scheduler must not show as green,
         3 busy: another run of the tenant was under way (retry later, or ``--wait``)."""
         if self.status in (SUCCEEDED, NOTHING_NEW):
-            return 0
+            return EXIT_OK
         if self.status == BUSY:
             return EXIT_BUSY
-        return 2 if self.status == UNKNOWN_TENANT else 1
+        return EXIT_USAGE if self.status == UNKNOWN_TENANT else EXIT_FAILED
 
     def row(self) -> dict[str, Any]:
         """The run's ``ops.runs`` row."""

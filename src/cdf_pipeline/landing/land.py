@@ -24,6 +24,7 @@ from typing import Any
 
 from cdf_pipeline.config import Settings, carries_credential
 from cdf_pipeline.exceptions import ConfigError, InputError
+from cdf_pipeline.exit_codes import EXIT_FAILED, EXIT_OK
 from cdf_pipeline.ingest.files import tenant_raw_dir
 from cdf_pipeline.lakehouse.landed import (
     DUPLICATE,
@@ -51,7 +52,6 @@ from cdf_pipeline.tenants import validate_tenant_id
 logger = logging.getLogger(__name__)
 
 KEEP, DELETE, ARCHIVE = "keep", "delete", "archive"
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 @dataclass

@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cdf_pipeline.exit_codes import EXIT_FAILED, EXIT_OK
 from cdf_pipeline.lakehouse.landed import DUPLICATE, FAILED, LANDED, UNMATCHED, LandedObject
 from cdf_pipeline.storage import canonical
 
 logger = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_ATTENTION = 0, 1
 
 
 @dataclass
@@ -201,11 +200,11 @@ class ListenSummary:
         1 when the queue failed, or a batch step (``--max-messages``/``--idle-exit``) left a
         message for retry, dead-lettered one, or saw a run fail."""
         if self.error:
-            return EXIT_ATTENTION
+            return EXIT_FAILED
         if self.stopped_by.startswith("SIG"):
             return EXIT_OK
         attention = self.retried or self.dead_lettered or self.failed_runs
-        return EXIT_ATTENTION if attention else EXIT_OK
+        return EXIT_FAILED if attention else EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k not in ("seconds", "_seen")}
