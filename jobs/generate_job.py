@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from cdf_pipeline.cli import main
+from cdf_pipeline.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["generate", *sys.argv[1:]]))

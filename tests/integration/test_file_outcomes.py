@@ -25,9 +25,9 @@ from cdf_pipeline.config import Settings
 from cdf_pipeline.ingest import files as raw_files
 from cdf_pipeline.ingest.read import by_shape, read_normalised
 from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.orchestration.quarantine import export_open
 from cdf_pipeline.pipeline import inputs
 from cdf_pipeline.pipeline.silver import run_tenant
-from cdf_pipeline.quarantine_work import export_open
 from cdf_pipeline.storage import Storage, storage_for
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

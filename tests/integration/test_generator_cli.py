@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cdf_pipeline.cli import main
+from cdf_pipeline.cli.main import main
 
 CDF = str(Path(sys.executable).with_name("cdf"))
 

@@ -23,7 +23,7 @@ from conftest import free_port
 from servers.postgres import PostgresServer
 
 from cdf_generator.api import build_tables, generate
-from cdf_pipeline.cli import main
+from cdf_pipeline.cli.main import main
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.exceptions import ConfigError, InputError
 from cdf_pipeline.postgres.pull import PullResult, pull_entity

@@ -35,8 +35,8 @@ from conftest import cli_env, free_port, make_lake, require
 from cdf_generator.api import generate
 from cdf_pipeline.lakehouse.maintenance import maintained_tables, short_name
 from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
-from cdf_pipeline.maintain import maintain
-from cdf_pipeline.maintain_report import REPAIR, format_report
+from cdf_pipeline.orchestration.maintain import maintain
+from cdf_pipeline.orchestration.maintain_report import REPAIR, format_report
 from cdf_pipeline.storage import S3Config, Storage
 
 pytestmark = [pytest.mark.slow, pytest.mark.catalogs, pytest.mark.s3]

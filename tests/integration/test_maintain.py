@@ -30,8 +30,15 @@ from cdf_pipeline.lakehouse.maintenance import FileStats, file_stats, maintained
 from cdf_pipeline.lakehouse.quarantine import KEY
 from cdf_pipeline.lakehouse.repair import rule_code
 from cdf_pipeline.lakehouse.tables import TableNames
-from cdf_pipeline.maintain import maintain
-from cdf_pipeline.maintain_report import BUSY, CHECK, OK, REPAIR, Options, format_report
+from cdf_pipeline.orchestration.maintain import maintain
+from cdf_pipeline.orchestration.maintain_report import (
+    BUSY,
+    CHECK,
+    OK,
+    REPAIR,
+    Options,
+    format_report,
+)
 from cdf_pipeline.pipeline.silver import run_tenant
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

@@ -20,8 +20,8 @@ from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
 from cdf_pipeline.config import Settings
 from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.orchestration.quarantine import export_open, open_counts, open_rows
 from cdf_pipeline.pipeline.silver import run_tenant
-from cdf_pipeline.quarantine_work import export_open, open_counts, open_rows
 from cdf_pipeline.storage import storage_for
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

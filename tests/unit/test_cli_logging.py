@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cdf_pipeline.cli import _quiet_gateway_interrupt
+from cdf_pipeline.cli.main import _quiet_gateway_interrupt
 from cdf_pipeline.exceptions import Interrupted
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cdf_pipeline.cli import main
+from cdf_pipeline.cli.main import main
 from cdf_pipeline.exceptions import ConfigError
 from cdf_pipeline.lakehouse.checks import CheckResult
 from cdf_pipeline.lakehouse.maintenance import (
@@ -18,7 +18,7 @@ from cdf_pipeline.lakehouse.maintenance import (
     timestamp_literal,
 )
 from cdf_pipeline.lakehouse.recovery import LEFT, REREGISTERED, Recovery
-from cdf_pipeline.maintain_report import (
+from cdf_pipeline.orchestration.maintain_report import (
     CHECK,
     MAINTAIN,
     REPAIR,

@@ -328,7 +328,7 @@ def test_a_dead_collector_costs_at_most_the_export_timeout(
 ) -> None:
     """``cdf generate`` with OTLP pointed at a closed loopback port: the job succeeds and the
     telemetry shutdown (the only place an export can block the job) stays within the timeout."""
-    from cdf_pipeline.cli import main
+    from cdf_pipeline.cli.main import main
 
     timeout_s = 1.0
     spent: list[float] = []

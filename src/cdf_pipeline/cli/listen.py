@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
-from cdf_pipeline.cli_run import report
-from cdf_pipeline.config import PROFILES, load_settings
+from cdf_pipeline.cli.common import (
+    add_json,
+    add_profile,
+    add_root,
+    positive_int,
+    report,
+    settings_from_args,
+)
 from cdf_pipeline.landing.listen import (
     DEFAULT_MAX_RECEIVES,
     DEFAULT_RETRY_AFTER_S,
     DEFAULT_VISIBILITY_S,
     DEFAULT_WAIT_S,
+    ListenOptions,
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from cdf_pipeline.landing.listen_report import BatchReport
+from cdf_pipeline.orchestration.land import listen_queue
 
 
 def _wait(text: str) -> int:
@@ -56,21 +59,14 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         "missing or unreachable queue, before Spark starts).",
     )
     p.add_argument("--queue", required=True, metavar="URL", help="the SQS queue URL to consume")
-    p.add_argument(
-        "--profile",
-        default="local",
-        help=f"configuration profile: {', '.join(PROFILES)} (default: local)",
-    )
-    p.add_argument(
-        "--root", help="lakehouse root: a local folder or s3://bucket/prefix (default: $CDF_ROOT "
-        "or the profile's root)",
-    )  # fmt: skip
+    add_profile(p)
+    add_root(p)
     p.add_argument(
         "--dlq", metavar="URL", help="dead-letter queue URL for messages that cannot be handled"
     )
     p.add_argument(
         "--max-receives",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_RECEIVES,
         metavar="N",
         help="a message still failing on its N-th delivery goes to --dlq (default "
@@ -78,7 +74,7 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     )
     p.add_argument(
         "--max-messages",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="stop after N messages received (a retried message counts at each delivery)",
     )
@@ -97,7 +93,7 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     )
     p.add_argument(
         "--visibility",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_VISIBILITY_S,
         metavar="SECONDS",
         help="how long a received message stays hidden while its batch lands and runs (default "
@@ -105,63 +101,38 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     )
     p.add_argument(
         "--retry-after",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_RETRY_AFTER_S,
         metavar="SECONDS",
         help="a failed message comes back after SECONDS, doubled on each further delivery "
         f"(default {DEFAULT_RETRY_AFTER_S})",
     )
-    p.add_argument(
-        "--json", action="store_true", help="one JSON line per batch on stdout, then a total"
-    )
+    add_json(p)
     p.set_defaults(func=cmd_listen)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
-    from cdf_pipeline.landing.listen import LandAndRun, ListenOptions, Router, Stopper, listen
-    from cdf_pipeline.landing.listen_report import BatchReport
-    from cdf_pipeline.landing.queue import Queue, sqs_client
-    from cdf_pipeline.preflight import check_run
-    from cdf_pipeline.spark import build_session
-    from cdf_pipeline.storage import storage_for
-
-    overrides: dict[str, Any] = {"root": args.root} if args.root else {}
-    settings = load_settings(args.profile, overrides=overrides)
-    client = sqs_client(settings, args.queue, wait_seconds=args.wait)
-    queue = Queue(client, args.queue, args.dlq)
-    queue.check()  # a missing queue is exit 2 before a JVM starts
-    check_run(settings, storage_for(settings), create_root=True)
-    router = Router(
-        settings, lambda tenant: load_settings(args.profile, tenant=tenant, overrides=overrides)
-    )
     options = ListenOptions(
         args.max_receives, args.max_messages, args.idle_exit, args.wait,
         visibility=args.visibility, retry_after=args.retry_after,
     )  # fmt: skip
+
+    def on_listening() -> None:
+        print(f"listening on {args.queue}", file=sys.stderr, flush=True)
 
     def on_batch(batch: BatchReport) -> None:
         print(batch.format(), file=sys.stderr, flush=True)
         if args.json:
             print(json_line(batch.to_dict()), flush=True)
 
-    stopper = Stopper()
-    spark = build_session(settings, app_name="cdf-listen")
-    try:
-        ensure_tables(spark, TableNames.of(settings))
-        stopper.install()
-        print(f"listening on {args.queue}", file=sys.stderr, flush=True)
-        summary = listen(
-            queue, router, LandAndRun(spark, router.settings_for), options,
-            stopper=stopper, on_batch=on_batch,
-        )  # fmt: skip
-    finally:
-        spark.stop()
+    summary = listen_queue(
+        settings_from_args(args), args.queue, options, dlq=args.dlq,
+        settings_for=lambda tenant: settings_from_args(args, tenant),
+        on_listening=on_listening, on_batch=on_batch,
+    )  # fmt: skip
     report(summary.format(), summary.to_json(), as_json=args.json)
     return summary.exit_code
 
 
 def json_line(doc: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(doc, default=str)

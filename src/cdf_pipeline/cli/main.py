@@ -1,8 +1,9 @@
 """The ``cdf`` command: one entry point, one sub-command per capability.
 
-Each sub-command module exposes ``register(subparsers)``, which adds its parser and sets
-``func(args) -> int``. Errors the package raises on purpose become one clear line on stderr and a
-non-zero exit code (2 for bad arguments or configuration); nothing reaches the user as a traceback.
+Each sub-command module of this package exposes ``register(subparsers)``, which adds its parser
+and sets ``func(args) -> int``. Errors the package raises on purpose become one clear line on
+stderr and a non-zero exit code (2 for bad arguments or configuration); nothing reaches the user
+as a traceback.
 """
 
 from __future__ import annotations
@@ -15,53 +16,52 @@ import threading
 from collections.abc import Sequence
 
 from cdf_pipeline import __version__, telemetry
+from cdf_pipeline.cli.common import Parser
 from cdf_pipeline.exceptions import CdfError, ConfigError, InputError, Interrupted
+from cdf_pipeline.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: How long a SIGTERM waits for Spark to cancel its jobs before the run unwinds anyway.
 CANCEL_WAIT_S = 10.0
 logger = logging.getLogger(__name__)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that prints one line (not the whole usage) on a bad argument."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from cdf_generator import cli as generator_cli
-    from cdf_pipeline import (
-        cli_contracts,
-        cli_jars,
-        cli_land,
-        cli_listen,
-        cli_maintain,
-        cli_migrate,
-        cli_quarantine,
-        cli_report,
-        cli_run,
+    from cdf_pipeline.cli import (
+        contracts,
+        generate,
+        jars,
+        land,
+        listen,
+        maintain,
+        migrate,
+        quarantine,
+        report,
+        run,
+        runs,
     )
 
-    parser = _Parser(
+    parser = Parser(
         prog="cdf",
         description="Multi-tenant supplier and parts data into trusted Apache Iceberg tables.",
     )
     parser.add_argument("--version", action="version", version=f"cdf-pipeline {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     subs.required = True
-    generator_cli.register(subs)
-    cli_contracts.register(subs)
-    cli_jars.register(subs)
-    cli_land.register(subs)
-    cli_listen.register(subs)
-    cli_maintain.register(subs)
-    cli_migrate.register(subs)
-    cli_quarantine.register(subs)
-    cli_report.register(subs)
-    cli_run.register(subs)
+    for command in (
+        generate,
+        contracts,
+        jars,
+        land,
+        listen,
+        maintain,
+        migrate,
+        quarantine,
+        report,
+        run,
+        runs,
+    ):
+        command.register(subs)
     return parser
 
 
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"cdf {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         if traced:
             telemetry.finish()  # flush and stop, bounded by the export timeout
@@ -167,7 +167,3 @@ def _start_telemetry(args: argparse.Namespace) -> bool:
     from cdf_pipeline.telemetry import setup as telemetry_setup
 
     return telemetry_setup.install(settings) is not None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

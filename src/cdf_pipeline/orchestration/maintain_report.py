@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from cdf_pipeline.exit_codes import EXIT_BUSY, EXIT_FAILED, EXIT_OK
 from cdf_pipeline.lakehouse.checks import CheckResult
 from cdf_pipeline.lakehouse.maintenance import FileStats
 from cdf_pipeline.lakehouse.recovery import DROPPED, REREGISTERED, Recovery
@@ -24,7 +25,6 @@ MODES = (MAINTAIN, CHECK, REPAIR)
 OK, BUSY, FAILED = "OK", "BUSY", "FAILED"
 #: The status of a repair that left a lost table lost (no surviving metadata, no --drop-broken).
 TABLES_LOST = "TABLES_LOST"
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BUSY = 0, 1, 3
 
 
 @dataclass(frozen=True)
@@ -107,14 +107,14 @@ class MaintainReport:
         if self.busy:
             return EXIT_BUSY
         if self.tables_left_lost or any(not c.passed for c in self.checks):
-            return EXIT_CHECK_FAILED
+            return EXIT_FAILED
         return EXIT_OK
 
     @property
     def status(self) -> str:
         if self.tables_left_lost:
             return TABLES_LOST
-        return {EXIT_OK: OK, EXIT_CHECK_FAILED: "CHECK_FAILED", EXIT_BUSY: BUSY}[self.exit_code]
+        return {EXIT_OK: OK, EXIT_FAILED: "CHECK_FAILED", EXIT_BUSY: BUSY}[self.exit_code]
 
     def to_json(self) -> str:
         o = self.options

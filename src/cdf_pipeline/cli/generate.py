@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from cdf_pipeline import telemetry
+from cdf_pipeline.cli.common import add_json, add_profile, add_root
 from cdf_pipeline.exceptions import InputError
 
 EPILOG = """\
@@ -57,10 +58,7 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         help="contract = typed per the data contract; flat = every column a string",
     )  # fmt: skip
     where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--root", help="root: a local folder or s3://bucket/prefix (default $CDF_ROOT or the "
-        "profile's root)",
-    )  # fmt: skip
+    add_root(where)
     where.add_argument("--out", help="root URI: a local path or s3://bucket/prefix")
     p.add_argument(
         "--to", metavar="URI",
@@ -75,7 +73,7 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         help="landing schema for --to postgresql://...; '{tenant}' is replaced by each tenant id "
         "(required with several tenants, e.g. 'landing_{tenant}'); default landing",
     )  # fmt: skip
-    p.add_argument("--profile", default="local", help="configuration profile (default local)")
+    add_profile(p)
     p.add_argument(
         "--as-of", type=_date, default=dt.date(2026, 1, 1),
         help="logical 'now' of batch 1 (batch b: as-of + b-1 days); default 2026-01-01",
@@ -93,7 +91,7 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         help="S3 endpoint override (else $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL, else the "
         "profile's storage.s3_endpoint_url)",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    add_json(p)
     p.set_defaults(func=run)
 
 

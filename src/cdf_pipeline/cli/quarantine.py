@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from cdf_pipeline.config import PROFILES, load_settings
+from cdf_pipeline.cli.common import add_json, add_profile, add_root, add_tenant, settings_from_args
 from cdf_pipeline.contracts import ENTITIES
+from cdf_pipeline.exceptions import InputError
+from cdf_pipeline.orchestration.quarantine import export_for_fixing, list_open
+from cdf_pipeline.tenants import validate_tenant_id
 
 DESCRIPTION = """\
 List the tenant's open quarantined rows, counted by rule (default), by source file or by run;
@@ -25,7 +28,7 @@ def register(subs: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--tenant", required=True, help="tenant id (lowercase identifier)")
+    add_tenant(p)
     p.add_argument(
         "--entity", choices=sorted(ENTITIES), help="only this entity (required with --export)"
     )
@@ -37,49 +40,25 @@ def register(subs: argparse._SubParsersAction) -> None:
         metavar="FILE.csv|FILE.parquet",
         help="write the open rows of --entity as sent, plus a reasons column",
     )
-    p.add_argument(
-        "--profile",
-        default="local",
-        help=f"configuration profile: {', '.join(PROFILES)} (default: local)",
-    )
-    p.add_argument("--root", help="lakehouse root (default: $CDF_ROOT or the profile's root)")
-    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    add_profile(p)
+    add_root(p)
+    add_json(p)
     p.set_defaults(func=cmd_quarantine)
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from cdf_pipeline.dq_report.build import check_lakehouse, known_tenant
-    from cdf_pipeline.exceptions import InputError
-    from cdf_pipeline.lakehouse.tables import TableNames
-    from cdf_pipeline.quarantine_work import export_open, open_counts
-    from cdf_pipeline.spark import build_session
-    from cdf_pipeline.storage import storage_for
-    from cdf_pipeline.tenants import validate_tenant_id
-
     tenant = validate_tenant_id(args.tenant)
     if args.export and not args.entity:
         raise InputError(
             f"--export needs --entity ({' or '.join(sorted(ENTITIES))}): a file holds one entity"
         )
-    overrides = {"root": args.root} if args.root else {}
-    settings = load_settings(args.profile, tenant=tenant, overrides=overrides)
-    check_lakehouse(settings)
-    spark = build_session(settings, app_name="cdf-quarantine")
-    try:
-        names = TableNames.of(settings)
-        known_tenant(spark, names, settings.root, tenant)
-        if args.export:
-            storage = storage_for(settings)
-            n = export_open(
-                spark, names, storage, tenant, args.entity, args.export,
-                encoding=settings.storage.csv_encoding,
-            )  # fmt: skip
-            print(f"wrote {n:,} open {args.entity} row(s) of {tenant} to {args.export}")
-            return 0
-        entities = [args.entity] if args.entity else list(ENTITIES)
-        counts = open_counts(spark, names, tenant, args.by, entities)
-    finally:
-        spark.stop()
+    settings = settings_from_args(args, tenant)
+    if args.export:
+        n = export_for_fixing(settings, tenant, args.entity, args.export)
+        print(f"wrote {n:,} open {args.entity} row(s) of {tenant} to {args.export}")
+        return 0
+    entities = [args.entity] if args.entity else list(ENTITIES)
+    counts = list_open(settings, tenant, args.by, entities)
     if args.json:
         print(json.dumps([c.__dict__ for c in counts]))
         return 0

@@ -33,7 +33,7 @@ from cdf_pipeline.lakehouse import checks, maintenance, recovery, repair
 from cdf_pipeline.lakehouse.lease import tenant_lease
 from cdf_pipeline.lakehouse.maintenance import FileStats
 from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables, java_root_cause
-from cdf_pipeline.maintain_report import (
+from cdf_pipeline.orchestration.maintain_report import (
     BUSY,
     CHECK,
     FAILED,
@@ -46,6 +46,7 @@ from cdf_pipeline.maintain_report import (
     Options,
     TableReport,
 )
+from cdf_pipeline.orchestration.session import spark_session
 from cdf_pipeline.storage import storage_for
 from cdf_pipeline.telemetry import TABLE, TENANT, stage
 from cdf_pipeline.tenants import validate_tenant_id
@@ -72,6 +73,31 @@ def default_options() -> Options:
         retain_last=maintenance.DEFAULT_RETAIN_LAST,
         orphan_days=maintenance.DEFAULT_ORPHAN_DAYS,
     )
+
+
+def maintain_lakehouse(
+    settings: Settings,
+    *,
+    mode: str = MAINTAIN,
+    tenant: str | None = None,
+    options: Options | None = None,
+    wait: float | None = None,
+    drop_broken: bool = False,
+) -> MaintainReport:
+    """``cdf maintain`` from settings: preflight, then :func:`maintain` in a session of its own,
+    watched so that a store that stops answering ends it in bounded time."""
+    from cdf_pipeline.preflight import check_run
+    from cdf_pipeline.store_watch import watch_store
+
+    check_run(settings, storage_for(settings))
+    with (
+        watch_store(settings, "maintain"),
+        spark_session(settings, f"cdf-maintain-{mode}") as spark,
+    ):
+        return maintain(
+            spark, settings, mode=mode, tenant=tenant, options=options, wait=wait,
+            drop_broken=drop_broken,
+        )  # fmt: skip
 
 
 def maintain(

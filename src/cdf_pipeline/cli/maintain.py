@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from cdf_pipeline.cli_run import report
-from cdf_pipeline.config import PROFILES, load_settings
+from cdf_pipeline.cli.common import (
+    add_json,
+    add_profile,
+    add_root,
+    positive_int,
+    report,
+    settings_from_args,
+)
 from cdf_pipeline.lakehouse.maintenance import (
     DEFAULT_ORPHAN_DAYS,
     DEFAULT_RETAIN_DAYS,
     DEFAULT_RETAIN_LAST,
     MIN_ORPHAN_DAYS,
 )
-from cdf_pipeline.maintain_report import CHECK, MAINTAIN, REPAIR, Options, format_report
+from cdf_pipeline.orchestration.maintain import maintain_lakehouse
+from cdf_pipeline.orchestration.maintain_report import (
+    CHECK,
+    MAINTAIN,
+    REPAIR,
+    Options,
+    format_report,
+)
+from cdf_pipeline.tenants import validate_tenant_id
 
 DESCRIPTION = f"""\
 Look after the Iceberg tables (every contract's silver and quarantine table, ops.runs,
@@ -62,16 +75,6 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser(
         "maintain",
@@ -82,19 +85,9 @@ def register(subs: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tenant", metavar="TENANT", help="only this tenant (default: every tenant with data)"
     )
-    p.add_argument(
-        "--profile",
-        default="local",
-        help=f"configuration profile: {', '.join(PROFILES)} (default: local)",
-    )
-    p.add_argument(
-        "--root",
-        help="lakehouse root: a local folder or s3://bucket/prefix (default: $CDF_ROOT or the "
-        "profile's root)",
-    )
-    p.add_argument(
-        "--json", action="store_true", help="print a machine-readable summary as the last line"
-    )
+    add_profile(p)
+    add_root(p)
+    add_json(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--check",
@@ -135,7 +128,7 @@ def register(subs: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--retain-last",
-        type=_at_least_one,
+        type=positive_int,
         metavar="N",
         help="... and at least this many of the latest (default: maintenance.retain_last, "
         f"{DEFAULT_RETAIN_LAST})",
@@ -153,31 +146,17 @@ def register(subs: argparse._SubParsersAction) -> None:
 def cmd_maintain(args: argparse.Namespace) -> int:
     if args.drop_broken and args.mode != REPAIR:
         args.parser.error("--drop-broken goes with --repair only")
-    from cdf_pipeline.maintain import maintain
-    from cdf_pipeline.preflight import check_run
-    from cdf_pipeline.spark import build_session
-    from cdf_pipeline.storage import storage_for
-    from cdf_pipeline.store_watch import watch_store
-    from cdf_pipeline.tenants import validate_tenant_id
-
     tenant = validate_tenant_id(args.tenant) if args.tenant else None
-    overrides: dict[str, Any] = {"root": args.root} if args.root else {}
-    settings = load_settings(args.profile, tenant=tenant, overrides=overrides)
+    settings = settings_from_args(args, tenant)
     kept = settings.maintenance
     options = Options(
         kept.retain_days if args.retain_days is None else args.retain_days,
         kept.retain_last if args.retain_last is None else args.retain_last,
         kept.orphan_days if args.orphan_days is None else args.orphan_days,
     )
-    check_run(settings, storage_for(settings))
-    with watch_store(settings, "maintain"):
-        spark = build_session(settings, app_name=f"cdf-maintain-{args.mode}")
-        try:
-            done = maintain(
-                spark, settings, mode=args.mode, tenant=tenant, options=options, wait=args.wait,
-                drop_broken=args.drop_broken,
-            )  # fmt: skip
-        finally:
-            spark.stop()
+    done = maintain_lakehouse(
+        settings, mode=args.mode, tenant=tenant, options=options, wait=args.wait,
+        drop_broken=args.drop_broken,
+    )  # fmt: skip
     report(format_report(done), done.to_json(), as_json=args.json)
     return done.exit_code

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from cdf_pipeline.cli_run import report
-from cdf_pipeline.config import PROFILES, load_settings
+from cdf_pipeline.cli.common import add_json, add_profile, add_root, report, settings_from_args
+from cdf_pipeline.dq_report.build import parse_since
+from cdf_pipeline.orchestration.report import write_report
+from cdf_pipeline.tenants import validate_tenant_id
 
 DESCRIPTION = """\
 Write one static HTML file (no network needed to open it: scripts and styles inline) from
@@ -33,7 +35,7 @@ def register(subs: argparse._SubParsersAction) -> None:
         metavar="WHEN",
         help="only runs from then on: YYYY-MM-DD or an ISO-8601 time (UTC unless it says)",
     )
-    # dest is not "out": cli._start_telemetry reads args.out as a root (cdf generate's --out).
+    # dest is not "out": main._start_telemetry reads args.out as a root (cdf generate's --out).
     p.add_argument(
         "--out",
         dest="report_file",
@@ -41,43 +43,23 @@ def register(subs: argparse._SubParsersAction) -> None:
         metavar="FILE.html",
         help="where to write it (default: cdf-report.html)",
     )
-    p.add_argument(
-        "--profile",
-        default="local",
-        help=f"configuration profile: {', '.join(PROFILES)} (default: local)",
-    )
-    p.add_argument(
-        "--root",
-        help="lakehouse root: a local folder or s3://bucket/prefix (default: $CDF_ROOT or the "
-        "profile's root)",
-    )
-    p.add_argument(
-        "--json", action="store_true", help="print what was written as JSON on the last line"
-    )
+    add_profile(p)
+    add_root(p)
+    add_json(p)
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from cdf_pipeline.dq_report.build import build_report, check_lakehouse, parse_since
-    from cdf_pipeline.spark import build_session
-    from cdf_pipeline.tenants import validate_tenant_id
-
     tenant = validate_tenant_id(args.tenant) if args.tenant else None
     since = parse_since(args.since)
-    overrides = {"root": args.root} if args.root else {}
-    settings = load_settings(args.profile, tenant=tenant, overrides=overrides)
-    check_lakehouse(settings)
+    settings = settings_from_args(args, tenant)
 
     def threshold(t: str) -> float:
-        return load_settings(args.profile, tenant=t, overrides=overrides).quality.min_pass_rate
+        return settings_from_args(args, t).quality.min_pass_rate
 
-    spark = build_session(settings, app_name="cdf-report")
-    try:
-        done = build_report(
-            spark, settings, args.report_file, tenant=tenant, since=since, threshold_for=threshold
-        )
-    finally:
-        spark.stop()
+    done = write_report(
+        settings, args.report_file, tenant=tenant, since=since, threshold_for=threshold
+    )
     summary = {
         "report": str(done.path),
         "tenants": done.tenants,

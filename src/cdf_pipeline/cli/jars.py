@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 
 from cdf_pipeline import jars
-from cdf_pipeline.config import PROFILES, load_settings
+from cdf_pipeline.cli.common import add_profile
+from cdf_pipeline.config import load_settings
 
 
 def register(subs: argparse._SubParsersAction) -> None:
@@ -22,9 +23,7 @@ def register(subs: argparse._SubParsersAction) -> None:
         f"With {jars.JARS_DIR_ENV} set, files come from that folder and nothing is downloaded.",
     )
     which = p.add_mutually_exclusive_group()
-    which.add_argument(
-        "--profile", default="local", help=f"one of {', '.join(PROFILES)} (default local)"
-    )
+    add_profile(which)
     which.add_argument("--all", action="store_true", help="every jar any profile may need")
     p.add_argument("--resolve", action="store_true", help="download and print local jar files")
     p.set_defaults(func=run)

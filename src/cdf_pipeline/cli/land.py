@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from cdf_pipeline import telemetry
-from cdf_pipeline.cli_run import add_common, report, settings_from_args
+from cdf_pipeline.cli.common import add_common, report, settings_from_args
+from cdf_pipeline.landing.land import ARCHIVE
+from cdf_pipeline.orchestration.land import land
 
 
 def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
@@ -50,33 +51,12 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 
 def cmd_land(args: argparse.Namespace) -> int:
-    from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
-    from cdf_pipeline.landing.land import ARCHIVE, land_tenant, plan_landing
-    from cdf_pipeline.landing.spark_manifest import SparkManifest
-    from cdf_pipeline.preflight import check_run
-    from cdf_pipeline.spark import build_session
-    from cdf_pipeline.storage import storage_for
-
-    settings = settings_from_args(args)
-    after = ARCHIVE if args.archive_to else args.after_land
-    with telemetry.stage("cdf.land", **{telemetry.TENANT: args.tenant}):
-        # Both before Spark starts: a wrong source or setting costs a second, not a JVM.
-        plan_landing(settings, args.tenant, source=args.source, after_land=after,
-                     archive_uri=args.archive_to)  # fmt: skip
-        check_run(settings, storage_for(settings), create_root=True)
-        spark = build_session(settings, app_name=f"cdf-land-{args.tenant}")
-        try:
-            names = TableNames.of(settings)
-            ensure_tables(spark, names)
-            summary = land_tenant(
-                SparkManifest(spark, names),
-                settings,
-                args.tenant,
-                source=args.source,
-                after_land=after,
-                archive_uri=args.archive_to,
-            )
-        finally:
-            spark.stop()
+    summary = land(
+        settings_from_args(args),
+        args.tenant,
+        source=args.source,
+        after_land=ARCHIVE if args.archive_to else args.after_land,
+        archive_uri=args.archive_to,
+    )
     report(summary.format(), summary.to_json(), as_json=args.json)
     return summary.exit_code

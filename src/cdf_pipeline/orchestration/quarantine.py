@@ -1,4 +1,4 @@
-"""Work the quarantine: list a tenant's open rows, and export them for the customer to fix.
+"""``cdf quarantine``: list a tenant's open quarantine rows; export them for the customer to fix.
 
 The export has the columns the customer sent, in the order sent (from ``_original``, the row as
 sent), values as sent (text), plus a ``reasons`` column; a fixed file sent back into the raw
@@ -16,6 +16,8 @@ import codecs
 import logging
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +26,13 @@ import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.exceptions import InputError
 from cdf_pipeline.ingest.files import CSV_PARSE
 from cdf_pipeline.lakehouse.quarantine import KEY, OPEN
 from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.orchestration.session import spark_session
 from cdf_pipeline.storage import Storage
 from cdf_pipeline.tenants import validate_tenant_id
 
@@ -197,3 +201,35 @@ def export_open(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return count
+
+
+# --- ``cdf quarantine`` from settings: each in a session of its own ---------------------------
+
+
+@contextmanager
+def _known_tenant_session(settings: Settings, tenant: str) -> Iterator[SparkSession]:
+    """A session on a lakehouse that exists and knows ``tenant`` (else one clear error)."""
+    from cdf_pipeline.dq_report.build import check_lakehouse, known_tenant
+
+    check_lakehouse(settings)
+    with spark_session(settings, "cdf-quarantine") as spark:
+        known_tenant(spark, TableNames.of(settings), settings.root, tenant)
+        yield spark
+
+
+def list_open(settings: Settings, tenant: str, by: str, entities: list[str]) -> list[OpenCount]:
+    """The tenant's open quarantine rows of ``entities``, counted by rule, file or run."""
+    with _known_tenant_session(settings, tenant) as spark:
+        return open_counts(spark, TableNames.of(settings), tenant, by, entities)
+
+
+def export_for_fixing(settings: Settings, tenant: str, entity: str, out: str | Path) -> int:
+    """Write the tenant's open rows of ``entity`` as sent plus ``reasons`` (:func:`export_open`),
+    in the tenant's CSV encoding; the number of rows written."""
+    from cdf_pipeline.storage import storage_for
+
+    with _known_tenant_session(settings, tenant) as spark:
+        return export_open(
+            spark, TableNames.of(settings), storage_for(settings), tenant, entity, out,
+            encoding=settings.storage.csv_encoding,
+        )  # fmt: skip
