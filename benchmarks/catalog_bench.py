@@ -52,12 +52,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the REST catalog server the test suite uses
 
-from conftest import cli_env  # noqa: E402
 from servers.rest_catalog import (  # noqa: E402
     RestCatalogServer,
     start_rest_catalog,
     stop_rest_catalog,
 )
+from support.environment import cli_env  # noqa: E402
 
 TENANT = "bench"
 SEED = 42

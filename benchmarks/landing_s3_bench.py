@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import free_port  # noqa: E402
+from support.environment import free_port  # noqa: E402
 
 TENANT = "bench"
 

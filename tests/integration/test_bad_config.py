@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, free_port, require
 from servers.postgres import PostgresServer
+from support.environment import cli_env, free_port, require
 
 pytestmark = [pytest.mark.slow, pytest.mark.catalogs]
 

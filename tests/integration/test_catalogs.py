@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, require
 from servers.postgres import PostgresServer
 from servers.rest_catalog import RestCatalogServer, start_rest_catalog, stop_rest_catalog
+from support.environment import cli_env, require
 
 pytestmark = [pytest.mark.slow, pytest.mark.catalogs, pytest.mark.s3]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import require
+from support.environment import require
 
 pytestmark = pytest.mark.deploy
 

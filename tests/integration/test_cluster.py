@@ -25,11 +25,13 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
-from conftest import BASE_JVM_OPTIONS, TEST_JVM_OPTIONS, cli_env, make_lake, require
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from servers.postgres import PostgresServer
 from servers.spark_cluster import SparkCluster, start_cluster, stop_cluster
+from support.environment import cli_env, require
+from support.jvm import BASE_JVM_OPTIONS, TEST_JVM_OPTIONS
+from support.lakes import make_lake
 
 from cdf_generator.api import generate as generate_files
 from cdf_pipeline.lakehouse.tables import TableNames

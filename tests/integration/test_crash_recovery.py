@@ -29,10 +29,11 @@ from typing import IO
 
 import pytest
 from chispa import assert_df_equality
-from conftest import TEST_JVM_OPTIONS, make_lake
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from servers.processes import wait_group_gone
+from support.jvm import TEST_JVM_OPTIONS
+from support.lakes import make_lake
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S

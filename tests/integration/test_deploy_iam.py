@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, free_port, require
 from servers.cloudformation import REGION, Stack, deploy, rewrite_role_policies_as_json, synthesize
+from support.environment import cli_env, free_port, require
 
 pytestmark = [
     pytest.mark.deploy,

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, require
 from servers.cloudformation import (
     MOTO_IGNORED_BUCKET_PROPERTIES,
     MOTO_UNBUILT,
@@ -33,6 +32,7 @@ from servers.cloudformation import (
     deploy,
     synthesize,
 )
+from support.environment import cli_env, require
 
 from cdf_pipeline.lakehouse.tables import NAMESPACES
 from cdf_pipeline.landing.listen import DEFAULT_MAX_RECEIVES, DEFAULT_VISIBILITY_S

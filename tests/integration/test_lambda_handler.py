@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from conftest import cli_env
+from support.environment import cli_env
 
 from cdf_pipeline.config import load_settings
 from cdf_pipeline.exceptions import ConfigError

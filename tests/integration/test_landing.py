@@ -18,9 +18,9 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
-from conftest import cli_env
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from support.environment import cli_env
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S

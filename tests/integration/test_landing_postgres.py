@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import free_port
 from servers.postgres import PostgresServer
+from support.environment import free_port
 
 from cdf_generator.api import build_tables, generate
 from cdf_pipeline.cli.main import main

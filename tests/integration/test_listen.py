@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from conftest import cli_env
+from support.environment import cli_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3, pytest.mark.sqs, pytest.mark.catalogs]
 

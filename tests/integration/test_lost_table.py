@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, free_port, make_lake, require
+from support.environment import cli_env, free_port, require
+from support.lakes import make_lake
 
 from cdf_generator.api import generate
 from cdf_pipeline.lakehouse.maintenance import maintained_tables, short_name

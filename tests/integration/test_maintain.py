@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from conftest import cli_env, make_lake
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from support.environment import cli_env
+from support.lakes import make_lake
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S

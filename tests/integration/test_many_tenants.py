@@ -20,9 +20,11 @@ from typing import Any
 import pyarrow.compute as pc
 import pytest
 from chispa import assert_df_equality
-from conftest import TEST_JVM_OPTIONS, cli_env, make_lake
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from support.environment import cli_env
+from support.jvm import TEST_JVM_OPTIONS
+from support.lakes import make_lake
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from conftest import make_lake
 from pyspark.sql import SparkSession
+from support.lakes import make_lake
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S

@@ -167,7 +167,7 @@ def test_export_needs_an_entity_one_line_exit_2(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from conftest import cli_env
+    from support.environment import cli_env
 
     proc = subprocess.run(
         [sys.executable, "-m", "cdf_pipeline.cli", "quarantine", "--tenant", "acme",

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_lake, require
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from support.environment import require
+from support.lakes import make_lake
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S
@@ -253,7 +254,7 @@ def _cdf_report(lake: Settings, *args: str) -> Any:
     import subprocess
     import sys
 
-    from conftest import cli_env
+    from support.environment import cli_env
 
     env = cli_env(CDF__CATALOG__NAME=lake.catalog.name, CDF__SPARK__MASTER="local[1]")
     return subprocess.run(

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, make_lake
 from pyspark.sql import SparkSession
+from support.environment import cli_env
+from support.lakes import make_lake
 
 from cdf_pipeline.dq_report.build import build_report, parse_since
 from cdf_pipeline.exceptions import ConfigError, InputError

@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, make_lake
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from support.environment import cli_env
+from support.lakes import make_lake
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S

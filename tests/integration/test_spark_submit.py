@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_JVM_OPTIONS
+from support.jvm import TEST_JVM_OPTIONS
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S

@@ -15,9 +15,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import OtelCapture, OtlpReceiver, make_lake, start_capture
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from support.lakes import make_lake
+from support.otel import OtelCapture, OtlpReceiver, start_capture
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S

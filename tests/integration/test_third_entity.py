@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
-from conftest import PRICE_LISTS
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from support.entities import PRICE_LISTS
 
 from cdf_generator.api import generate
 from cdf_pipeline import run_record as S

@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from builders import NOW, TENANT, assert_violations, cases_frame, clean_supplier, reason
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
+from support.builders import NOW, TENANT, assert_violations, cases_frame, clean_supplier, reason
 
 from cdf_pipeline.contracts import SUPPLIERS
 from cdf_pipeline.quality.clock import CLOCK, with_clock

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from conftest import require
+from support.environment import require
 
 from cdf_pipeline.config import load_settings
 from cdf_pipeline.jars import ICEBERG_VERSION

@@ -11,11 +11,11 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 import pytest
-from builders import CASE, YESTERDAY, cases_frame, clean_supplier, in_order, reason, ulid
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from support.builders import CASE, YESTERDAY, cases_frame, clean_supplier, in_order, reason, ulid
 
 from cdf_pipeline.contracts import SUPPLIERS
 from cdf_pipeline.quality.dedupe import DROPPED, deduplicate

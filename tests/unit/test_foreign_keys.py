@@ -10,7 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from builders import (
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from support.builders import (
     SUPPLIER_ID,
     TENANT,
     assert_violations,
@@ -20,9 +23,6 @@ from builders import (
     reason,
     ulid,
 )
-from chispa import assert_df_equality
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts import PARTS, SUPPLIERS
 from cdf_pipeline.quality.dedupe import DROPPED
@@ -202,7 +202,7 @@ def test_the_referenced_parents_stand_in_for_all_parents(
 def test_each_foreign_key_is_checked_against_its_own_parent(spark: SparkSession) -> None:
     """An entity with keys into two parents: an id that exists, but in the other parent, is an
     orphan of the key that names it."""
-    from conftest import PRICE_LISTS
+    from support.entities import PRICE_LISTS
 
     from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE
 

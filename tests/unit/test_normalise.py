@@ -13,7 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from builders import (
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from support.builders import (
     YESTERDAY,
     Raw,
     as_text,
@@ -25,10 +29,6 @@ from builders import (
     text_frame,
     ulid,
 )
-from chispa import assert_df_equality
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from cdf_pipeline.contracts import PARTS, SUPPLIERS, Entity
 from cdf_pipeline.contracts.schemas import spark_schema

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import NOW, SUPPLIER_ID, TENANT, clean_part, clean_supplier, ulid
+from support.builders import NOW, SUPPLIER_ID, TENANT, clean_part, clean_supplier, ulid
 
 from cdf_generator.api import build_tables
 from cdf_generator.checks import TableValues, mask, row_violations

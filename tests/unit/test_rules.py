@@ -12,7 +12,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from builders import (
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from support.builders import (
     CASE,
     NOW,
     SUPPLIER_ID,
@@ -25,9 +28,6 @@ from builders import (
     reason,
     ulid,
 )
-from chispa import assert_df_equality
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from cdf_pipeline.contracts import PARTS, SUPPLIERS, Entity
 from cdf_pipeline.quality.reasons import VIOLATIONS

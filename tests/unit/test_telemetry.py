@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OtelCapture, OtlpReceiver, free_port, start_capture
+from support.environment import free_port
+from support.otel import OtelCapture, OtlpReceiver, start_capture
 
 from cdf_pipeline import run_record as S
 from cdf_pipeline import telemetry
