@@ -79,6 +79,7 @@ def test_change_batch_labels_are_exact(batches) -> None:  # type: ignore[no-unty
             labels.column("position").to_pylist(), labels.column("codes").to_pylist(), strict=True
         )
         flagged = {p for p, c in pairs if set(c) & row_codes}
+        assert flagged, f"{entity}: batch 2 has no row-rule anomaly, so nothing is compared"
         assert {i for i in range(data.num_rows) if not ok[i]} == flagged
 
 
@@ -111,6 +112,7 @@ def test_clean_batch2_parts_reference_suppliers_known_by_batch2(batches) -> None
         clean_ids |= set(sup.column("supplier_id").to_pylist()) - dirty
     parts, labels = batches[("parts", 2)]
     labelled = set(labels.column("position").to_pylist())
-    for i, row in enumerate(parts.to_pylist()):
-        if i not in labelled:
-            assert {row["default_supplier_id"], *row["qualified_supplier_ids"]} <= clean_ids
+    clean = [row for i, row in enumerate(parts.to_pylist()) if i not in labelled]
+    assert clean_ids and clean, "no clean suppliers or no clean parts: nothing is checked"
+    for row in clean:
+        assert {row["default_supplier_id"], *row["qualified_supplier_ids"]} <= clean_ids

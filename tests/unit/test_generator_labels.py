@@ -75,7 +75,9 @@ def test_specific_defects_are_really_there(tables) -> None:  # type: ignore[no-u
     data, labels = tables[("acme", "suppliers")]
 
     def rows_of(name: str) -> pa.Table:
+        """The rows labelled ``name``: never none, or every check below would pass on nothing."""
         pos = pc.filter(labels.column("position"), pc.equal(labels.column("anomaly"), name))
+        assert len(pos) > 0, f"no {name} rows to check"
         return data.take(pos)
 
     rate = rows_of("out_of_range_rate").column("on_time_delivery_rate").to_numpy()
@@ -98,8 +100,11 @@ def test_specific_defects_are_really_there(tables) -> None:  # type: ignore[no-u
 def test_duplicate_positions(tables) -> None:  # type: ignore[no-untyped-def]
     data, labels = tables[("acme", "suppliers")]
     rows = data.to_pylist()
+    seen: set[str] = set()
     for label in labels.to_pylist():
         pos = label["position"]
+        if label["anomaly"].startswith("duplicate"):
+            seen.add(label["anomaly"])
         if label["anomaly"] == "duplicate_exact":
             assert rows[pos] == rows[pos - 1]
             assert label["codes"] == []
@@ -111,6 +116,7 @@ def test_duplicate_positions(tables) -> None:  # type: ignore[no-untyped-def]
             assert rows[pos]["source_timestamp"] < other["source_timestamp"]
             assert rows[pos] != other
             assert label["codes"] == [SUPPLIERS.duplicate_rule.code]
+    assert seen == {"duplicate_exact", "duplicate_conflict"}, f"only {seen} to check"
     ids = data.column("supplier_id")
     n_dups = sum(1 for a in labels.column("anomaly").to_pylist() if a.startswith("duplicate"))
     assert data.num_rows == N + n_dups
