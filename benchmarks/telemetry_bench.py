@@ -4,7 +4,7 @@ process on the demo data. Prints the figures recorded in docs/benchmarks.md.
     .venv/bin/python benchmarks/telemetry_bench.py --rows 30000 --pairs 5
 
 Each measured run is a first load of the same raw files into a fresh Iceberg catalog, on one
-Spark session. "On" is ``telemetry_setup.install`` (OTLP/HTTP traces and metrics to a receiver in
+Spark session. "On" is ``telemetry.setup.install`` (OTLP/HTTP traces and metrics to a receiver in
 another process, as a collector would be) + the run + ``shutdown`` (the final flush); "off" is the
 run alone. Runs go in ABBA order (off on on off ...) after one warm-up run of each, so drift in
 machine load hits both sides alike; the headline is the median of the adjacent (off, on) ratios,

@@ -7,7 +7,7 @@ from typing import Any
 
 
 class OtelCapture:
-    """Spans and metrics captured in memory from an install of ``telemetry_setup``."""
+    """Spans and metrics captured in memory from an install of ``cdf_pipeline.telemetry.setup``."""
 
     def __init__(self, spans: Any, reader: Any) -> None:
         self.exporter = spans

@@ -307,7 +307,7 @@ def child_env() -> dict[str, str]:
     """``TRACEPARENT`` (and ``TRACESTATE``, ``BAGGAGE``) of the current span, for a child process.
 
     A launcher passes them to each child (``env={**os.environ, **child_env()}``); the child's
-    ``telemetry_setup.install`` reads them, so its spans join this trace. Empty with tracing off.
+    ``telemetry.setup.install`` reads them, so its spans join this trace. Empty with tracing off.
     """
     carrier: dict[str, str] = {}
     _ENV_PROPAGATOR.inject(carrier)
