@@ -48,19 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     subs.required = True
-    for command in (
-        generate,
-        contracts,
-        jars,
-        land,
-        listen,
-        maintain,
-        migrate,
-        quarantine,
-        report,
-        run,
-        runs,
-    ):
+    # The order of `cdf --help`: the generator first, then the others by name.
+    for command in (generate, contracts, jars, land, listen, maintain, migrate, quarantine,
+                    report, run, runs):  # fmt: skip
         command.register(subs)
     return parser
 

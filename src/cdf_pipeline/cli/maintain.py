@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cdf_pipeline.cli.common import (
-    add_json,
-    add_profile,
-    add_root,
-    positive_int,
-    report,
-    settings_from_args,
-)
+from cdf_pipeline.cli.common import add_common, positive_int, report, settings_from_args
 from cdf_pipeline.lakehouse.maintenance import (
     DEFAULT_ORPHAN_DAYS,
     DEFAULT_RETAIN_DAYS,
@@ -85,9 +78,7 @@ def register(subs: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tenant", metavar="TENANT", help="only this tenant (default: every tenant with data)"
     )
-    add_profile(p)
-    add_root(p)
-    add_json(p)
+    add_common(p, tenant=False)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--check",

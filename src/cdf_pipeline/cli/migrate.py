@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cdf_pipeline.cli.common import add_json, add_profile, add_root, report, settings_from_args
+from cdf_pipeline.cli.common import add_common, report, settings_from_args
 from cdf_pipeline.orchestration.migrate import migrate_catalog
 
 
@@ -20,9 +20,7 @@ def register(subs: argparse._SubParsersAction) -> None:
         "to the lakehouse; running it again registers nothing. Exit code: 0 when done, 2 on bad "
         "arguments or configuration.",
     )
-    add_profile(p)
-    add_root(p)
-    add_json(p)
+    add_common(p, tenant=False)
     p.set_defaults(func=cmd_migrate)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cdf_pipeline.cli.common import add_json, add_profile, add_root, add_tenant, settings_from_args
+from cdf_pipeline.cli.common import add_common, add_tenant, settings_from_args
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.exceptions import InputError
 from cdf_pipeline.orchestration.quarantine import export_for_fixing, list_open
@@ -40,9 +40,7 @@ def register(subs: argparse._SubParsersAction) -> None:
         metavar="FILE.csv|FILE.parquet",
         help="write the open rows of --entity as sent, plus a reasons column",
     )
-    add_profile(p)
-    add_root(p)
-    add_json(p)
+    add_common(p, tenant=False)
     p.set_defaults(func=cmd_quarantine)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cdf_pipeline.cli.common import add_json, add_profile, add_root, report, settings_from_args
+from cdf_pipeline.cli.common import add_common, report, settings_from_args
 from cdf_pipeline.dq_report.build import parse_since
 from cdf_pipeline.orchestration.report import write_report
 from cdf_pipeline.tenants import validate_tenant_id
@@ -43,9 +43,7 @@ def register(subs: argparse._SubParsersAction) -> None:
         metavar="FILE.html",
         help="where to write it (default: cdf-report.html)",
     )
-    add_profile(p)
-    add_root(p)
-    add_json(p)
+    add_common(p, tenant=False)
     p.set_defaults(func=cmd_report)
 
 
