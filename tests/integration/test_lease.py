@@ -5,6 +5,10 @@ No Spark: the lease is a row in the catalog's database, taken by an atomic upser
 
 from __future__ import annotations
 
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +16,7 @@ import pytest
 
 from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.exceptions import LeaseLost, TenantBusy
-from cdf_pipeline.lakehouse.lease import acquire, store_for, tenant_lease
+from cdf_pipeline.lakehouse.lease import acquire, scope_of, store_for, tenant_lease
 
 
 def _sqlite(tmp_path: Path, ttl: float = 30.0) -> Settings:
@@ -88,3 +92,38 @@ def test_a_heartbeat_keeps_a_live_holder_past_its_ttl(lake_settings: Any) -> Non
         with pytest.raises(TenantBusy, match=r"after waiting 2 s"):
             acquire(settings, "acme", wait=2.0)  # twice the ttl: only renewals keep it held
         held.check()
+
+
+def test_tenants_started_at_once_on_a_new_postgresql_database_all_get_their_lease(
+    tmp_path: Path, postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first runs on a new catalog database create the lease table together: PostgreSQL's
+    ``CREATE TABLE IF NOT EXISTS`` fails all but one of them when they race, and none may fail
+    its run for it. Sixteen tenants at once, each its first lease, on each of five new databases
+    (one race is lost often, not always)."""
+    import adbc_driver_postgresql.dbapi
+
+    for key, value in postgres.env().items():
+        monkeypatch.setenv(key, value)
+    tenants = [f"t{i}" for i in range(16)]
+    for _ in range(5):
+        database = f"leases_{uuid.uuid4().hex[:8]}"
+        with adbc_driver_postgresql.dbapi.connect(postgres.dsn(with_password=True)) as admin:
+            admin.adbc_connection.set_autocommit(True)  # CREATE DATABASE refuses a transaction
+            with admin.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {database}")
+        settings = _postgres(tmp_path, replace(postgres, database=database))
+        start = threading.Barrier(len(tenants))
+
+        def first_lease(
+            tenant: str, settings: Settings = settings, start: threading.Barrier = start
+        ) -> str:
+            start.wait()
+            held = acquire(settings, tenant, purpose="run")
+            held.release()
+            return held.owner
+
+        with ThreadPoolExecutor(len(tenants)) as pool:
+            owners = list(pool.map(first_lease, tenants))
+        assert len(set(owners)) == len(tenants)
+        assert store_for(settings).holder(scope_of(settings), "t0") is None  # released

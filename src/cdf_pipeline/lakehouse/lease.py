@@ -78,9 +78,9 @@ class LeaseStore:
             parts = sql.split("?")
             sql = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))
         with closing(self.connect()) as conn:
+            _create_table(conn)
             cur = conn.cursor()
             try:
-                cur.execute(_CREATE)
                 cur.execute(sql, params)
                 rows = cur.fetchall() if cur.description else []
             finally:
@@ -122,6 +122,27 @@ class LeaseStore:
             (scope, tenant),
         )
         return Holder(rows[0][0], rows[0][1], float(rows[0][2])) if rows else None
+
+
+#: SQLSTATEs of a ``CREATE TABLE IF NOT EXISTS`` that lost a race with the same statement in
+#: another session (PostgreSQL checks for the table before it takes its locks, so the loser
+#: fails on the catalog's unique index or as a duplicate table): the table is there.
+_CREATED_CONCURRENTLY = {"23505", "42P07"}
+
+
+def _create_table(conn: Any) -> None:
+    """The lease table, if it is not there yet, in a transaction of its own: the first runs on a
+    new database race to create it (tenants started at once), and the losers go on."""
+    cur = conn.cursor()
+    try:
+        cur.execute(_CREATE)
+        conn.commit()
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) not in _CREATED_CONCURRENTLY:
+            raise
+        conn.rollback()
+    finally:
+        cur.close()
 
 
 def _sqlite_store(path: Path) -> LeaseStore:
