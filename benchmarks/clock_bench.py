@@ -50,11 +50,13 @@ from cdf_pipeline.config import Settings, load_settings
 from cdf_pipeline.contracts import SUPPLIERS
 from cdf_pipeline.ingest.files import RawFile, inspect_file
 from cdf_pipeline.lakehouse import merge, quarantine
+from cdf_pipeline.lakehouse.lease import tenant_lease
 from cdf_pipeline.lakehouse.tables import TableNames, ensure_tables
+from cdf_pipeline.pipeline.context import RunContext
 from cdf_pipeline.pipeline.stage import stage_entity
 from cdf_pipeline.quality import clock, rules
 from cdf_pipeline.spark import build_session
-from cdf_pipeline.storage import Storage
+from cdf_pipeline.storage import Storage, storage_for
 
 TENANT = "bench"
 #: The modules that look ``with_clock`` up by name.
@@ -103,10 +105,11 @@ def stage_once(
 ) -> float:
     """Stage the suppliers under clock ``now`` and shape what a publish would write; seconds."""
     started = time.perf_counter()
-    staged = stage_entity(
-        spark, settings, names, SUPPLIERS, TENANT, files, run_id=f"r{now:%H%M%S}", now=now,
-        parent_keys=None,
-    )  # fmt: skip
+    with tenant_lease(settings, TENANT, purpose="bench") as held:
+        ctx = RunContext(
+            spark, settings, names, storage_for(settings), TENANT, f"r{now:%H%M%S}", now, held
+        )
+        staged = stage_entity(ctx, SUPPLIERS, files, parents=None)
     try:
         lineage = merge.with_lineage(SUPPLIERS, f"r{now:%H%M%S}", now)
         _noop(staged.outcome(merge.INSERT).transform(lineage))

@@ -6,6 +6,7 @@ them by hand: the audits are the independent check that would stop a publish if 
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -16,11 +17,14 @@ from cdf_generator.api import generate
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import PARTS, SUPPLIERS, Entity
 from cdf_pipeline.lakehouse import merge
+from cdf_pipeline.lakehouse.lease import tenant_lease
 from cdf_pipeline.lakehouse.tables import TableNames
 from cdf_pipeline.pipeline.audits import run_audits
+from cdf_pipeline.pipeline.context import RunContext
 from cdf_pipeline.pipeline.silver import run_tenant
 from cdf_pipeline.pipeline.stage import StagedEntity
 from cdf_pipeline.run_record import EntityCounts
+from cdf_pipeline.storage import storage_for
 
 pytestmark = pytest.mark.spark
 
@@ -44,7 +48,12 @@ def staged(spark: SparkSession, entity: Entity, rows: list[dict[str, Any]]) -> S
 
 
 def failed(spark: SparkSession, lake: Settings, stage: dict[str, StagedEntity]) -> set[str]:
-    audits = run_audits(spark, lake, TableNames(lake.catalog.name), stage, TENANT)
+    with tenant_lease(lake, TENANT, purpose="audit test") as held:
+        ctx = RunContext(
+            spark, lake, TableNames(lake.catalog.name), storage_for(lake), TENANT, "audit-test",
+            datetime.now(timezone.utc), held,
+        )  # fmt: skip
+        audits = run_audits(ctx, stage)
     return {a.name for a in audits if not a.passed and not a.name.endswith("count_invariant")}
 
 

@@ -9,7 +9,7 @@ plan has a scan per distinct shape (usually one), whatever the count.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import reduce
 from urllib.parse import unquote, urlsplit
 
@@ -169,15 +169,23 @@ def files_in_error(error: str, files: list[RawFile]) -> list[RawFile]:
     ]
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a tenant's files are read: what to do with columns the contract does not name
+    (``ignore`` or ``quarantine``), and the text encoding of its CSV files."""
+
+    extra_columns: str = "ignore"
+    encoding: str = "utf-8"
+
+
 def read_normalised(
     spark: SparkSession,
     entity: Entity,
     files: list[RawFile],
+    options: ReadOptions | None = None,
     *,
-    extra_columns: str = "ignore",
     per_file: Callable[[DataFrame], DataFrame] | None = None,
     row_counts: FileRowCounts | None = None,
-    encoding: str = "utf-8",
 ) -> DataFrame | None:
     """Every file normalised to the contract, then ``per_file`` applied, one scan per shape
     (:func:`by_shape`), the scans unioned.
@@ -187,13 +195,19 @@ def read_normalised(
     ``row_counts``, when given, counts each scan's rows as Spark reads them.
     Returns None when there are no files.
     """
+    options = options or ReadOptions()
     frames = []
     for group in by_shape(files):
-        raw = read_raw(spark, group, encoding).select("*", F.col("_metadata.file_path").alias(PATH))
+        raw = read_raw(spark, group, options.encoding).select(
+            "*", F.col("_metadata.file_path").alias(PATH)
+        )
         if row_counts is not None:
             raw = row_counts.observe(group, raw)
         to_contract = normalise(
-            entity, source_file=file_name(F.col(PATH)), extra_columns=extra_columns, exclude=PATH
+            entity,
+            source_file=file_name(F.col(PATH)),
+            extra_columns=options.extra_columns,
+            exclude=PATH,
         )
         with stage("normalise", **{"cdf.entity": entity.name}):  # plans only: Spark is lazy
             df = raw.transform(_nanos_to_timestamps(group)).transform(to_contract)

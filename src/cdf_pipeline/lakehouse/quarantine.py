@@ -8,6 +8,7 @@ re-checked by later runs; once promoted to silver they are marked ``RESOLVED``, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -103,20 +104,29 @@ def open_fk_only(spark: SparkSession, names: TableNames, entity: Entity, tenant:
     )
 
 
+@dataclass(frozen=True)
+class Resolver:
+    """Who resolves quarantine rows: the run's id and clock, and the temporary view its MERGE
+    reads the keys from (a name of the run's own)."""
+
+    run_id: str
+    now: datetime
+    view: str
+
+
 def resolve(
     spark: SparkSession,
     names: TableNames,
     entity: Entity,
     tenant: str,
     keys: DataFrame,
-    run_id: str,
-    now: datetime,
-    view: str,
+    by: Resolver,
 ) -> None:
-    """Mark the quarantine rows with these ``_quarantine_key`` values RESOLVED by ``run_id``."""
+    """Mark the quarantine rows with these ``_quarantine_key`` values RESOLVED by ``by``'s run."""
     tenant = validate_tenant_id(tenant)
+    run_id, view = by.run_id, by.view
     # The clock rides along with the keys as data, not as a TIMESTAMP literal in the statement.
-    resolved = keys.select(KEY).distinct().transform(with_clock(now))
+    resolved = keys.select(KEY).distinct().transform(with_clock(by.now))
     resolved.withColumnRenamed(CLOCK, "_resolved_at").createOrReplaceTempView(view)
     try:
         spark.sql(
@@ -138,11 +148,9 @@ def resolve_sent_again(
     entity: Entity,
     tenant: str,
     received: DataFrame,
-    run_id: str,
-    now: datetime,
-    view: str,
+    by: Resolver,
 ) -> None:
-    """Resolve older OPEN quarantine rows whose primary key this run received again.
+    """Resolve older OPEN quarantine rows whose primary key ``by``'s run received again.
 
     ``received``: the keys (column ``entity.primary_key``) this run landed in silver (inserted or
     updated: the customer fixed the row and sent it back, or sent a newer valid version) or
@@ -159,11 +167,11 @@ def resolve_sent_again(
         .where(
             (F.col("tenant_id") == F.lit(tenant))
             & (F.col("_status") == F.lit(OPEN))
-            & (F.col("_run_id") != F.lit(run_id))
+            & (F.col("_run_id") != F.lit(by.run_id))
         )
         .select(KEY, pk)
     )
     keys = older.join(received.select(pk).distinct(), pk, "left_semi").select(KEY)
     if keys.limit(1).count() == 0:
         return
-    resolve(spark, names, entity, tenant, keys, run_id, now, view)
+    resolve(spark, names, entity, tenant, keys, by)

@@ -18,7 +18,8 @@ from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.tables import TableNames, tenant_rows
-from cdf_pipeline.pipeline.stage import StagedEntity
+from cdf_pipeline.pipeline.context import RunContext
+from cdf_pipeline.pipeline.stage import ParentKeys, StagedEntity
 from cdf_pipeline.quality.foreign_keys import PARENT_KEY, missing_references, tagged_keys
 from cdf_pipeline.quality.reasons import VIOLATIONS, VIOLATIONS_TYPE
 from cdf_pipeline.run_record import Audit
@@ -29,21 +30,16 @@ def _silver(spark: SparkSession, names: TableNames, entity: Entity, tenant: str)
     return spark.table(names.silver(entity)).where(F.col("tenant_id") == validate_tenant_id(tenant))
 
 
-def parent_keys(
-    spark: SparkSession,
-    names: TableNames,
-    child: Entity,
-    staged: Mapping[str, StagedEntity],
-    tenant: str,
-    max_broadcast: int = 0,
-) -> tuple[DataFrame, bool]:
+def parent_keys(ctx: RunContext, child: Entity, staged: Mapping[str, StagedEntity]) -> ParentKeys:
     """The keys of every parent ``child`` references, once this run is published.
 
     Per parent entity: silver's keys plus this run's valid rows (``staged``), tagged with the
     parent's name so each foreign key is checked against its own parent. And whether to
-    broadcast them: at most ``max_broadcast`` keys in all (silver's counted from table
-    metadata), so that joins against them never shuffle the children's references.
+    broadcast them: at most ``spark.broadcast_max_parent_keys`` keys in all (silver's counted
+    from table metadata), so that joins against them never shuffle the children's references.
     """
+    spark, names, tenant = ctx.spark, ctx.names, ctx.tenant
+    max_broadcast = ctx.settings.spark.broadcast_max_parent_keys
     frames: list[DataFrame] = []
     estimate = 0
     for name in sorted({fk.entity for fk in child.foreign_keys}):
@@ -58,7 +54,7 @@ def parent_keys(
         if estimate <= max_broadcast:
             estimate += tenant_rows(spark, names.silver(parent.entity), tenant)
     union = reduce(lambda a, b: a.unionByName(b), frames)
-    return union, estimate <= max_broadcast
+    return ParentKeys(union, estimate <= max_broadcast)
 
 
 def count_invariant(staged: StagedEntity) -> Audit:
@@ -107,20 +103,12 @@ def primary_key_unique(
     )
 
 
-def foreign_keys_closed(
-    spark: SparkSession,
-    names: TableNames,
-    child: StagedEntity,
-    parents: DataFrame,
-    tenant: str,
-    few: bool = False,
-    broadcast_parents: bool = False,
-) -> Audit:
+def foreign_keys_closed(child: StagedEntity, parents: ParentKeys, few: bool = False) -> Audit:
     """Every row this run writes references only parents that exist once it is published.
 
     Silver rows the run does not touch were closed before (previous audits) and parents are never
     deleted, so checking the written rows keeps the whole tenant closed. ``few``: the rows to
-    write are few enough to broadcast their references; ``broadcast_parents``: the parents are.
+    write are few enough to broadcast their references.
     """
     e = child.entity
     name = f"{e.name}.foreign_keys_closed"
@@ -129,7 +117,9 @@ def foreign_keys_closed(
         return Audit(name, True, "nothing to write")
     cols = [e.primary_key, *(fk.column for fk in e.foreign_keys)]
     rows = changes.select(*cols).withColumn(VIOLATIONS, F.array().cast(VIOLATIONS_TYPE))
-    check = missing_references(e, parents, few_children=few, broadcast_parents=broadcast_parents)
+    check = missing_references(
+        e, parents.keys, few_children=few, broadcast_parents=parents.broadcast
+    )
     orphans = rows.transform(check).count()
     return Audit(name, orphans == 0, f"{orphans} written rows with missing parents")
 
@@ -142,26 +132,20 @@ def pass_rate(settings: Settings, staged: dict[str, StagedEntity]) -> Audit:
     return Audit("pass_rate", rate >= floor, f"{rate:.4f} of rows valid; minimum {floor:.4f}")
 
 
-def run_audits(
-    spark: SparkSession,
-    settings: Settings,
-    names: TableNames,
-    staged: dict[str, StagedEntity],
-    tenant: str,
-) -> list[Audit]:
+def run_audits(ctx: RunContext, staged: dict[str, StagedEntity]) -> list[Audit]:
     """Every audit, in a stable order."""
+    spark, names, tenant = ctx.spark, ctx.names, ctx.tenant
     audits = [count_invariant(s) for s in staged.values()]
-    audits.append(pass_rate(settings, staged))
-    limit = settings.spark.broadcast_max_rows
+    audits.append(pass_rate(ctx.settings, staged))
+    limit = ctx.settings.spark.broadcast_max_rows
     few = {n: s.counts.inserted + s.counts.updated <= limit for n, s in staged.items()}
     audits += [primary_key_unique(spark, names, s, tenant, few[n]) for n, s in staged.items()]
     for s in staged.values():
         if not s.entity.foreign_keys:
             continue
         if s.parents is not None:  # the set the FK check used
-            keys, small = s.parents, s.broadcast_parents
+            parents = ParentKeys(s.parents, s.broadcast_parents)
         else:
-            limit_keys = settings.spark.broadcast_max_parent_keys
-            keys, small = parent_keys(spark, names, s.entity, staged, tenant, limit_keys)
-        audits.append(foreign_keys_closed(spark, names, s, keys, tenant, few[s.entity.name], small))
+            parents = parent_keys(ctx, s.entity, staged)
+        audits.append(foreign_keys_closed(s, parents, few[s.entity.name]))
     return audits

@@ -15,10 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from pyspark.sql import SparkSession
-
 from cdf_pipeline import run_record as S
-from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import ENTITIES
 from cdf_pipeline.ingest.files import (
     EMPTY_SHA256,
@@ -29,9 +26,9 @@ from cdf_pipeline.ingest.files import (
 )
 from cdf_pipeline.ingest.inspect_job import inspect_files
 from cdf_pipeline.lakehouse import ops
-from cdf_pipeline.lakehouse.tables import TableNames
+from cdf_pipeline.pipeline.context import RunContext
 from cdf_pipeline.quality.normalise import detect_drift
-from cdf_pipeline.storage import canonical, s3_config, storage_for
+from cdf_pipeline.storage import canonical, s3_config
 
 #: Why a new name is not read: its bytes were ingested before.
 SAME_CONTENT = "the same content as a file already ingested"
@@ -58,11 +55,10 @@ class Selection:
     any_files: bool = False
 
 
-def select_new_files(
-    spark: SparkSession, names: TableNames, settings: Settings, tenant: str
-) -> Selection:
+def select_new_files(ctx: RunContext) -> Selection:
     """Every object of the tenant's raw tree with its outcome (see the module docstring)."""
-    found = discover(storage_for(settings), settings.raw_uri, tenant)
+    spark, names, settings, tenant = ctx.spark, ctx.names, ctx.settings, ctx.tenant
+    found = discover(ctx.storage, settings.raw_uri, tenant)
     any_files = any(f.files or f.refused for f in found.values())
     known = ops.manifest(spark, names, tenant) if any_files else None
     # Refused links are reported, never read (not even hashed): their sha256 is empty.

@@ -73,9 +73,13 @@ def failed_before_start(tenant: str, message: str) -> S.RunSummary:
     """The summary of a tenant run that could not start (nothing was read or written)."""
     now = datetime.now(timezone.utc)
     return S.RunSummary(
-        tenant=tenant, run_id=new_run_id(now), status=S.FAILED, started_at=now,
-        rule_set_version=RULE_SET_VERSION, message=message,
-    )  # fmt: skip
+        tenant=tenant,
+        run_id=new_run_id(now),
+        status=S.FAILED,
+        started_at=now,
+        rule_set_version=RULE_SET_VERSION,
+        message=message,
+    )
 
 
 def exit_code(summaries: Sequence[S.RunSummary]) -> int:

@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cdf_pipeline.config import Settings
 from cdf_pipeline.contracts import Entity
 from cdf_pipeline.ingest.files import RawFile
-from cdf_pipeline.ingest.read import FileRowCounts, files_in_error, read_normalised
+from cdf_pipeline.ingest.read import FileRowCounts, ReadOptions, files_in_error, read_normalised
 from cdf_pipeline.lakehouse import merge
 from cdf_pipeline.lakehouse.quarantine import KEY, open_fk_only, quarantine_rows
-from cdf_pipeline.lakehouse.tables import TableNames, java_root_cause, tenant_rows
+from cdf_pipeline.lakehouse.tables import java_root_cause, tenant_rows
+from cdf_pipeline.pipeline.context import RunContext
 from cdf_pipeline.pipeline.materialise import materialise, release
 from cdf_pipeline.pipeline.plan import StagePlan, plan_stage
 from cdf_pipeline.quality.dedupe import (
@@ -52,6 +53,16 @@ from cdf_pipeline.run_record import EntityCounts
 from cdf_pipeline.telemetry import stage
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParentKeys:
+    """The keys of the parents an entity references, as they will be once this run is
+    published (silver's plus this run's valid parents), and whether they are few enough to
+    broadcast to every join against them."""
+
+    keys: DataFrame
+    broadcast: bool = False
 
 
 @dataclass
@@ -124,12 +135,10 @@ def validated_rows(
     return _apply
 
 
-def _fk_candidates(
-    spark: SparkSession, names: TableNames, entity: Entity, tenant: str, keep: list[DataFrame]
-) -> tuple[DataFrame, int]:
+def _fk_candidates(ctx: RunContext, entity: Entity, keep: list[DataFrame]) -> tuple[DataFrame, int]:
     """Quarantined rows that failed only for missing parents (to re-check), and how many."""
     candidates = materialise(
-        open_fk_only(spark, names, entity, tenant).withColumn(
+        open_fk_only(ctx.spark, ctx.names, entity, ctx.tenant).withColumn(
             VIOLATIONS, F.array().cast(VIOLATIONS_TYPE)
         ),
         keep,
@@ -161,47 +170,35 @@ class _Batch:
 
 
 def stage_entity(
-    spark: SparkSession,
-    settings: Settings,
-    names: TableNames,
-    entity: Entity,
-    tenant: str,
-    files: list[RawFile],
-    *,
-    run_id: str,
-    now: datetime,
-    parent_keys: DataFrame | None,
-    broadcast_parents: bool = False,
+    ctx: RunContext, entity: Entity, files: list[RawFile], *, parents: ParentKeys | None
 ) -> StagedEntity:
     """Read, normalise, validate, deduplicate and FK-check one entity; classify against silver.
 
     Args:
-        parent_keys: for entities with foreign keys, the tenant's parent keys as they will be
-            once this run is published (silver's plus this run's valid parents).
-        broadcast_parents: they are few enough to broadcast to the batch.
+        parents: for entities with foreign keys, their parents' keys (:class:`ParentKeys`).
     """
+    settings, tenant = ctx.settings, ctx.tenant
     keep: list[DataFrame] = []
-    attrs = {"cdf.entity": entity.name, "cdf.tenant": tenant}
+    attrs = ctx.attrs(**{"cdf.entity": entity.name})
     counts = EntityCounts(read=sum(f.rows or 0 for f in files))
     candidates = None
     n_candidates: int | None = None
-    if entity.foreign_keys and parent_keys is not None:
+    if entity.foreign_keys and parents is not None:
         with stage("recheck_quarantine", **attrs):
-            candidates, n_candidates = _fk_candidates(spark, names, entity, tenant, keep)
+            candidates, n_candidates = _fk_candidates(ctx, entity, keep)
+    broadcast_parents = parents is not None and parents.broadcast
     plan = plan_stage(
         counts.read, n_candidates, broadcast_parents, settings.spark.broadcast_max_rows
     )
-    encoding = settings.storage.csv_encoding
-    row_counts = FileRowCounts(spark, encoding)
+    row_counts = FileRowCounts(ctx.spark, settings.storage.csv_encoding)
     with stage("read", **attrs, **{"cdf.files": len(files)}):
         rows = read_normalised(
-            spark,
+            ctx.spark,
             entity,
             files,
-            extra_columns=settings.quality.extra_columns,
-            per_file=validated_rows(entity, tenant, settings, now),
+            ReadOptions(settings.quality.extra_columns, settings.storage.csv_encoding),
+            per_file=validated_rows(entity, tenant, settings, ctx.now),
             row_counts=row_counts,
-            encoding=encoding,
         )
     try:
         validated = _validated(rows, attrs, keep)
@@ -216,18 +213,19 @@ def stage_entity(
         # tenant's count invariant, or its read, on every run.
         logger.warning(
             "%s: %d file(s) left out, rows not accounted for: %s",
-            entity.name, len(unaccounted), "; ".join(f"{f.name}: {f.error}" for f in unaccounted),
-        )  # fmt: skip
+            entity.name,
+            len(unaccounted),
+            "; ".join(f"{f.name}: {f.error}" for f in unaccounted),
+        )
         for df in keep:
             release(df)
         left_out = {f.path for f in unaccounted}
-        staged = stage_entity(
-            spark, settings, names, entity, tenant, [f for f in files if f.path not in left_out],
-            run_id=run_id, now=now, parent_keys=parent_keys, broadcast_parents=broadcast_parents,
-        )  # fmt: skip
+        kept = [f for f in files if f.path not in left_out]
+        staged = stage_entity(ctx, entity, kept, parents=parents)
         staged.unaccounted = [*unaccounted, *staged.unaccounted]
         return staged
     batch = _Batch(_deduplicated(entity, validated, attrs, keep), counts)
+    parent_keys = parents.keys if parents is not None else None
     if plan.cut_parents and parent_keys is not None and candidates is not None:
         # A small batch and few candidates reference few parents: look those up once (one scan
         # of the tenant's parents) and broadcast that small set to every check that follows.
@@ -237,17 +235,24 @@ def stage_entity(
         if entity.foreign_keys and parent_keys is not None:
             with stage("fk_check", **attrs):
                 batch.rows = _flag_orphans(entity, batch.rows, parent_keys, plan, keep)
-        _set_aside_not_valid(entity, tenant, run_id, now, batch, keep)
+        _set_aside_not_valid(ctx, entity, batch, keep)
     promoted, promoted_keys = None, None
     if candidates is not None and parent_keys is not None and n_candidates:
         with stage("recheck_quarantine", **attrs):
             promoted, promoted_keys = _promoted(entity, candidates, parent_keys, plan, batch, keep)
             counts.promoted = int(promoted.count())
-    classified, valid_keys = _classify(spark, names, entity, tenant, batch, promoted, plan, keep)
+    classified, valid_keys = _classify(ctx, entity, batch, promoted, plan, keep)
     return StagedEntity(
-        entity, classified, batch.rejected, promoted_keys, counts, keep, valid_keys,
-        parents=parent_keys, broadcast_parents=plan.broadcast_parents,
-    )  # fmt: skip
+        entity,
+        classified,
+        batch.rejected,
+        promoted_keys,
+        counts,
+        keep,
+        valid_keys,
+        parents=parent_keys,
+        broadcast_parents=plan.broadcast_parents,
+    )
 
 
 def _scan_error(exc: BaseException) -> str:
@@ -294,12 +299,7 @@ def _flag_orphans(
 
 
 def _set_aside_not_valid(
-    entity: Entity,
-    tenant: str,
-    run_id: str,
-    now: datetime,
-    batch: _Batch,
-    keep: list[DataFrame],
+    ctx: RunContext, entity: Entity, batch: _Batch, keep: list[DataFrame]
 ) -> None:
     """Count the rows that go nowhere near silver and shape the rejected ones for quarantine.
 
@@ -311,7 +311,7 @@ def _set_aside_not_valid(
     not_valid = materialise(batch.rows.where((has_violations()) | F.col(DROPPED)), keep)
     _count_not_valid(not_valid, batch.counts)
     rejected = not_valid.where(has_violations())
-    batch.rejected = rejected.transform(quarantine_rows(entity, tenant, run_id, now))
+    batch.rejected = rejected.transform(quarantine_rows(entity, ctx.tenant, ctx.run_id, ctx.now))
 
 
 def _promoted(
@@ -333,10 +333,8 @@ def _promoted(
 
 
 def _classify(
-    spark: SparkSession,
-    names: TableNames,
+    ctx: RunContext,
     entity: Entity,
-    tenant: str,
     batch: _Batch,
     promoted: DataFrame | None,
     plan: StagePlan,
@@ -359,10 +357,10 @@ def _classify(
         return None, None
     valid = reduce(lambda a, b: a.unionByName(b), valid_frames)
     counts = batch.counts
-    current = merge.silver_state(spark, names, entity, tenant)
+    current = merge.silver_state(ctx.spark, ctx.names, entity, ctx.tenant)
     valid_keys = None
-    with stage("classify", **{"cdf.entity": entity.name, "cdf.tenant": tenant}):
-        if tenant_rows(spark, names.silver(entity), tenant) == 0:
+    with stage("classify", **{"cdf.entity": entity.name, "cdf.tenant": ctx.tenant}):
+        if tenant_rows(ctx.spark, ctx.names.silver(entity), ctx.tenant) == 0:
             # The tenant's first load: every key is new, no join with silver needed, and nothing
             # read from silver that a write could change under us. The valid keys (for the FK
             # check of children and the audits) are materialised, and counted: a scan of its
