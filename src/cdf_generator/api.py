@@ -136,9 +136,16 @@ def build_tables(
     The rows are exactly those :func:`generate` writes for (tenant, entity, batch), in file order.
     """
     universe = make_universe(
-        list(tenants or [tenant]), suppliers, parts, seed=seed, dirty_rate=dirty_rate,
-        batch=batch, as_of=as_of, change_rate=change_rate, chunk_rows=chunk_rows,
-    )  # fmt: skip
+        list(tenants or [tenant]),
+        suppliers,
+        parts,
+        seed=seed,
+        dirty_rate=dirty_rate,
+        batch=batch,
+        as_of=as_of,
+        change_rate=change_rate,
+        chunk_rows=chunk_rows,
+    )
     _check(entity in ENTITIES, f"unknown entity {entity!r}; expected one of {sorted(ENTITIES)}")
     ctx = EntityCtx(universe, validate_tenant_id(tenant), entity)
     parts_: list[build.LabelPart] = []
@@ -190,9 +197,16 @@ def generate(
     _check(fmt in shapes.FORMATS, f"--format must be one of {shapes.FORMATS}, got {fmt!r}")
     _check(shape in shapes.SHAPES, f"--shape must be one of {shapes.SHAPES}, got {shape!r}")
     universe = make_universe(
-        tenants, suppliers, parts, seed=seed, dirty_rate=dirty_rate, batch=batch, as_of=as_of,
-        change_rate=change_rate, chunk_rows=chunk_rows,
-    )  # fmt: skip
+        tenants,
+        suppliers,
+        parts,
+        seed=seed,
+        dirty_rate=dirty_rate,
+        batch=batch,
+        as_of=as_of,
+        change_rate=change_rate,
+        chunk_rows=chunk_rows,
+    )
     if storage is None:
         s3 = S3Config.resolve()
         if s3_endpoint:  # an explicit endpoint wins over the environment's
@@ -226,9 +240,16 @@ def generate(
                         )
                     else:
                         uri, label_uri, written = _write_entity(
-                            storage, root_uri, ctx, batch, ingest_date, fmt, shape, chunk_rows,
+                            storage,
+                            root_uri,
+                            ctx,
+                            batch,
+                            ingest_date,
+                            fmt,
+                            shape,
+                            chunk_rows,
                             landing_uri,
-                        )  # fmt: skip
+                        )
                     span.set_attributes(
                         {"cdf.rows.written": written.rows, "cdf.rows.anomalous": written.anomalies}
                     )
@@ -283,9 +304,14 @@ def _write_entity(
 
 
 def _load_entity_pg(
-    conn: Any, schema: str, storage: Storage, root_uri: str, ctx: EntityCtx, batch: int,
+    conn: Any,
+    schema: str,
+    storage: Storage,
+    root_uri: str,
+    ctx: EntityCtx,
+    batch: int,
     chunk_rows: int,
-) -> tuple[str, str, EntitySummary]:  # fmt: skip
+) -> tuple[str, str, EntitySummary]:
     """Load one (tenant, entity) into its landing table; write its labels as for a file."""
     from cdf_generator import pg_sink
 

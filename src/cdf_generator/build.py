@@ -96,9 +96,12 @@ def build_chunk(
     is_copy[orig_pos] = False
 
     rows = make_rows(
-        ctx, batch, plan.keys[start:stop][src], plan.versions[start:stop][src],
+        ctx,
+        batch,
+        plan.keys[start:stop][src],
+        plan.versions[start:stop][src],
         plan.roles[start:stop][src],
-    )  # fmt: skip
+    )
     newer = randint(rows.base, "conflict_newer", 0, 2) == 1
     make_conflicts(rows, is_copy & conflict[src], newer)
     out_anomaly = np.where(is_copy, catalog.NONE, anomaly[src])

@@ -49,43 +49,56 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     )
     p.add_argument("--seed", type=int, default=42, help="random seed (same seed, same bytes)")
     p.add_argument(
-        "--batch", type=int, default=1,
+        "--batch",
+        type=int,
+        default=1,
         help="1 = first load; N >= 2 = change batch (updates, late versions, new keys)",
-    )  # fmt: skip
+    )
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="file format")
     p.add_argument(
-        "--shape", choices=("contract", "flat"), default="contract",
+        "--shape",
+        choices=("contract", "flat"),
+        default="contract",
         help="contract = typed per the data contract; flat = every column a string",
-    )  # fmt: skip
+    )
     where = p.add_mutually_exclusive_group()
     add_root(where)
     where.add_argument("--out", help="root URI: a local path or s3://bucket/prefix")
     p.add_argument(
-        "--to", metavar="URI",
+        "--to",
+        metavar="URI",
         help="write the data files to a landing zone instead of raw, as a customer would drop "
         "them: URI/<tenant>/<entity>/<entity>_<date>_batch<b>.<format> (a folder or "
         "s3://bucket/prefix/; then 'cdf land'). Labels still go under the root. A "
         "postgresql://user@host:port/db URI loads the rows into landing tables instead "
         "(password from PGPASSWORD or ~/.pgpass, never the URI; --format/--shape do not apply)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--pg-schema", default="landing", metavar="TEMPLATE",
+        "--pg-schema",
+        default="landing",
+        metavar="TEMPLATE",
         help="landing schema for --to postgresql://...; '{tenant}' is replaced by each tenant id "
         "(required with several tenants, e.g. 'landing_{tenant}'); default landing",
-    )  # fmt: skip
+    )
     add_profile(p)
     p.add_argument(
-        "--as-of", type=_date, default=dt.date(2026, 1, 1),
+        "--as-of",
+        type=_date,
+        default=dt.date(2026, 1, 1),
         help="logical 'now' of batch 1 (batch b: as-of + b-1 days); default 2026-01-01",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--change-rate", type=float, default=0.10,
+        "--change-rate",
+        type=float,
+        default=0.10,
         help="rows of a change batch as a share of the base size (default 0.10)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--chunk-rows", type=int, default=250_000,
+        "--chunk-rows",
+        type=int,
+        default=250_000,
         help="rows generated per step (memory knob; output is identical for any value)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--s3-endpoint",
         help="S3 endpoint override (else $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL, else the "

@@ -113,9 +113,13 @@ def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 def cmd_listen(args: argparse.Namespace) -> int:
     options = ListenOptions(
-        args.max_receives, args.max_messages, args.idle_exit, args.wait,
-        visibility=args.visibility, retry_after=args.retry_after,
-    )  # fmt: skip
+        args.max_receives,
+        args.max_messages,
+        args.idle_exit,
+        args.wait,
+        visibility=args.visibility,
+        retry_after=args.retry_after,
+    )
 
     def on_listening() -> None:
         print(f"listening on {args.queue}", file=sys.stderr, flush=True)
@@ -126,10 +130,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
             print(json_line(batch.to_dict()), flush=True)
 
     summary = listen_queue(
-        settings_from_args(args), args.queue, options, dlq=args.dlq,
+        settings_from_args(args),
+        args.queue,
+        options,
+        dlq=args.dlq,
         settings_for=lambda tenant: settings_from_args(args, tenant),
-        on_listening=on_listening, on_batch=on_batch,
-    )  # fmt: skip
+        on_listening=on_listening,
+        on_batch=on_batch,
+    )
     report(summary.format(), summary.to_json(), as_json=args.json)
     return summary.exit_code
 

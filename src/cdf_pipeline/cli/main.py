@@ -49,8 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     subs.required = True
     # The order of `cdf --help`: the generator first, then the others by name.
-    for command in (generate, contracts, jars, land, listen, maintain, migrate, quarantine,
-                    report, run, runs):  # fmt: skip
+    for command in (
+        generate,
+        contracts,
+        jars,
+        land,
+        listen,
+        maintain,
+        migrate,
+        quarantine,
+        report,
+        run,
+        runs,
+    ):
         command.register(subs)
     return parser
 

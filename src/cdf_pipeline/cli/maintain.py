@@ -146,8 +146,12 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         kept.orphan_days if args.orphan_days is None else args.orphan_days,
     )
     done = maintain_lakehouse(
-        settings, mode=args.mode, tenant=tenant, options=options, wait=args.wait,
+        settings,
+        mode=args.mode,
+        tenant=tenant,
+        options=options,
+        wait=args.wait,
         drop_broken=args.drop_broken,
-    )  # fmt: skip
+    )
     report(format_report(done), done.to_json(), as_json=args.json)
     return done.exit_code

@@ -83,8 +83,9 @@ def _progress(stream: TextIO) -> Callable[[str, Mapping[str, Any]], None]:
     started = time.monotonic()
 
     def show(name: str, attributes: Mapping[str, Any]) -> None:
-        where = " ".join(str(attributes[k]) for k in (telemetry.TENANT, telemetry.ENTITY)
-                         if k in attributes)  # fmt: skip
+        where = " ".join(
+            str(attributes[k]) for k in (telemetry.TENANT, telemetry.ENTITY) if k in attributes
+        )
         elapsed = time.monotonic() - started
         stream.write(f"\r\033[K[{elapsed:6.1f} s] {where} {name}".rstrip())
         stream.flush()

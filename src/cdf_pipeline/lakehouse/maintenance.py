@@ -212,8 +212,9 @@ def compact(
             "list or map columns in Iceberg 1.10 (apache/iceberg#14619)"
         )
         logger.warning("%s, tenant %s: %s", table, tenant, note)
-        return Compaction(done.data_files_rewritten, done.data_files_added,
-                          done.delete_files_removed, note=note)  # fmt: skip
+        return Compaction(
+            done.data_files_rewritten, done.data_files_added, done.delete_files_removed, note=note
+        )
     return Compaction(
         done.data_files_rewritten,
         done.data_files_added,

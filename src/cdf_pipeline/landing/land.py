@@ -139,8 +139,9 @@ def land_tenant(
     tenant = validate_tenant_id(tenant)
     now = now or datetime.now(timezone.utc)
     started = time.monotonic()
-    plan = plan_landing(settings, tenant, source=source, after_land=after_land,
-                        archive_uri=archive_uri)  # fmt: skip
+    plan = plan_landing(
+        settings, tenant, source=source, after_land=after_land, archive_uri=archive_uri
+    )
     source, after, archive = plan.source, plan.after, plan.archive
     summary = LandSummary(tenant, f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}", source)
     storage = storage_for(settings)
@@ -245,9 +246,15 @@ class _FileLander:
             refused = [(path, why) for path, why in refused if canonical(path) in wanted]
         for path, why in refused:  # links out of the zone: reported, never read
             link = LandedObject(
-                self.tenant, path, "link", 0, FAILED, detail=why,
-                land_id=self.summary.land_id, landed_at=self.now,
-            )  # fmt: skip
+                self.tenant,
+                path,
+                "link",
+                0,
+                FAILED,
+                detail=why,
+                land_id=self.summary.land_id,
+                landed_at=self.now,
+            )
             logger.warning("%s %s: %s", FAILED, link.source, why)
             self.summary.objects.append(link)
         for entry in entries:
@@ -267,9 +274,14 @@ class _FileLander:
         if (src, version) in self.known.seen:
             return None
         obj = LandedObject(
-            self.tenant, src, version, entry.size, FAILED,
-            land_id=self.summary.land_id, landed_at=self.now,
-        )  # fmt: skip
+            self.tenant,
+            src,
+            version,
+            entry.size,
+            FAILED,
+            land_id=self.summary.land_id,
+            landed_at=self.now,
+        )
         entity, why = entity_of(relative_to(src, self.source), self.patterns)
         if entity is None:
             obj.outcome, obj.detail = UNMATCHED, why

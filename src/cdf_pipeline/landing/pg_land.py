@@ -70,16 +70,26 @@ def land_postgres(
             source = table_source(uri, schema, entity.name)
             cursor = ledger.last_cursor(tenant, source)
             obj = LandedObject(
-                tenant, source, cursor or "start", 0, FAILED, entity=entity.name,
-                land_id=land_id, landed_at=now,
-            )  # fmt: skip
+                tenant,
+                source,
+                cursor or "start",
+                0,
+                FAILED,
+                entity=entity.name,
+                land_id=land_id,
+                landed_at=now,
+            )
             folder = join(raw_dir, f"entity={entity.name}", f"ingest_date={now:%Y-%m-%d}")
             target = _pull_target(folder, Path(work), entity.name)
             try:
                 pulled = pull_entity(
-                    uri, entity, target, cursor=cursor,
-                    schema=schema, cursor_column=settings.landing.cursor_column,
-                )  # fmt: skip
+                    uri,
+                    entity,
+                    target,
+                    cursor=cursor,
+                    schema=schema,
+                    cursor_column=settings.landing.cursor_column,
+                )
             except InputError as exc:  # this table only (missing, uncastable): the others go on
                 target.unlink(missing_ok=True)
                 obj.detail = first_line(exc)

@@ -44,9 +44,12 @@ class Received:
 
 
 def sqs_client(
-    settings: Settings, queue_url: str, *, wait_seconds: int = 20,
+    settings: Settings,
+    queue_url: str,
+    *,
+    wait_seconds: int = 20,
     environ: Mapping[str, str] | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     """A boto3 SQS client for ``queue_url`` with the job's endpoint and region rules.
 
     Raises:

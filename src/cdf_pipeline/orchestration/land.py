@@ -31,8 +31,9 @@ def land(
 
     with telemetry.stage("cdf.land", **{telemetry.TENANT: tenant}):
         # Both before Spark starts: a wrong source or setting costs a second, not a JVM.
-        plan_landing(settings, tenant, source=source, after_land=after_land,
-                     archive_uri=archive_uri)  # fmt: skip
+        plan_landing(
+            settings, tenant, source=source, after_land=after_land, archive_uri=archive_uri
+        )
         check_run(settings, storage_for(settings), create_root=True)
         with spark_session(settings, f"cdf-land-{tenant}") as spark:
             names = TableNames.of(settings)
@@ -80,6 +81,10 @@ def listen_queue(
         stopper.install()
         on_listening()
         return listen(
-            queue, router, LandAndRun(spark, router.settings_for), options,
-            stopper=stopper, on_batch=on_batch,
-        )  # fmt: skip
+            queue,
+            router,
+            LandAndRun(spark, router.settings_for),
+            options,
+            stopper=stopper,
+            on_batch=on_batch,
+        )

@@ -95,9 +95,14 @@ def maintain_lakehouse(
         spark_session(settings, f"cdf-maintain-{mode}") as spark,
     ):
         return maintain(
-            spark, settings, mode=mode, tenant=tenant, options=options, wait=wait,
+            spark,
+            settings,
+            mode=mode,
+            tenant=tenant,
+            options=options,
+            wait=wait,
             drop_broken=drop_broken,
-        )  # fmt: skip
+        )
 
 
 def maintain(
@@ -204,9 +209,12 @@ def _maintain(
         for table in tables:
             with _step("expire_snapshots", table):
                 by_table[table].snapshots_expired = maintenance.expire_snapshots(
-                    spark, table, now=now, retain_days=options.retain_days,
+                    spark,
+                    table,
+                    now=now,
+                    retain_days=options.retain_days,
                     retain_last=options.retain_last,
-                )  # fmt: skip
+                )
             with _step("remove_orphan_files", table):
                 by_table[table].orphans_removed = maintenance.remove_orphan_files(
                     spark, table, now=now, older_than_days=options.orphan_days

@@ -81,10 +81,12 @@ def _reasons_text() -> Column:
     one = F.transform(
         F.col("_violations"),
         lambda v: F.concat(
-            v["rule"], F.when(v["value"].isNotNull(), F.concat(F.lit(" ("), v["value"], F.lit(")")))
-            .otherwise(F.lit("")),
+            v["rule"],
+            F.when(v["value"].isNotNull(), F.concat(F.lit(" ("), v["value"], F.lit(")"))).otherwise(
+                F.lit("")
+            ),
         ),
-    )  # fmt: skip
+    )
     return F.array_join(one, "; ")
 
 
@@ -230,6 +232,11 @@ def export_for_fixing(settings: Settings, tenant: str, entity: str, out: str | P
 
     with _known_tenant_session(settings, tenant) as spark:
         return export_open(
-            spark, TableNames.of(settings), storage_for(settings), tenant, entity, out,
+            spark,
+            TableNames.of(settings),
+            storage_for(settings),
+            tenant,
+            entity,
+            out,
             encoding=settings.storage.csv_encoding,
-        )  # fmt: skip
+        )

@@ -93,8 +93,9 @@ def shared_settings(base: Settings, load: SettingsOf) -> SettingsOf:
                 logger.warning(
                     "tenant %s: its own spark and catalog settings (%s) do not apply in a shared "
                     "application; run it alone with --tenant to use them",
-                    tenant, own.tenant_file,
-                )  # fmt: skip
+                    tenant,
+                    own.tenant_file,
+                )
         return cache[tenant]
 
     return settings_of

@@ -262,7 +262,10 @@ def _warn(
     if nulls or future:
         logger.warning(
             "%s: %d rows with a NULL %s and %d stamped after the pull's clock were not pulled",
-            name, nulls, cursor_column, future,
-        )  # fmt: skip
+            name,
+            nulls,
+            cursor_column,
+            future,
+        )
     if unparsed:
         logger.warning("%s: values nulled, not representable in the contract: %s", name, unparsed)
