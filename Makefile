@@ -42,7 +42,7 @@ demo: $(STAMP) ## the main command: generate two tenants, run the silver job twi
 	$(BIN)/python -m cdf_pipeline.demo --root $(DEMO_ROOT)
 
 test: jars-all ## the whole test suite (what CI runs), in TEST_WORKERS processes
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: $(STAMP) ## the suite without tests marked slow
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -35,6 +35,19 @@ def pytest_configure(config: pytest.Config) -> None:
     builder.start()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow first: with ``--dist loadfile`` (the Makefile's), each test module runs
+    whole in one process, modules in the order of their first test here, so the long modules
+    start early and the short ones fill the end; neither process is left with a long module
+    while the other has nothing to do.
+
+    A module in one process builds its shared set-up once (a first load in a cold child, a
+    deployed stack, a report lakehouse). Scheduled test by test, each process that got one of
+    its tests built it again: a 3-process run built some of them three times.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     builder = config.stash.get(_ARCHIVE_BUILDER, None)
     if builder is not None:
