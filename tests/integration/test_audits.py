@@ -6,11 +6,13 @@ them by hand: the audits are the independent check that would stop a publish if 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdf_generator.api import generate
@@ -95,6 +97,14 @@ def test_key_and_reference_audits_catch_what_they_guard(
 
     clash = {"suppliers": staged(spark, SUPPLIERS, [sup(known, ins)])}
     assert failed(spark, lake, clash) == {"suppliers.primary_key_unique"}
+
+    # A small change batch's classification keeps silver's rows for its keys, and the key audit
+    # checks the inserts against those instead of scanning silver again.
+    state = silver.where(F.col("supplier_id") == known).select("supplier_id")
+    looked_up = replace(clash["suppliers"], silver_state=state)
+    assert failed(spark, lake, {"suppliers": looked_up}) == {"suppliers.primary_key_unique"}
+    new_only = replace(staged(spark, SUPPLIERS, [sup(new, ins)]), silver_state=state)
+    assert failed(spark, lake, {"suppliers": new_only}) == set()
 
     orphan = {
         "suppliers": staged(spark, SUPPLIERS, [sup(new, ins)]),

@@ -47,20 +47,20 @@ def silver_state(spark: SparkSession, names: TableNames, entity: Entity, tenant:
     )
 
 
-def classify(entity: Entity, current: DataFrame, *, few_rows: bool = False) -> Transform:
-    """A transform adding ``_outcome`` to valid rows, unique by key, given silver's state.
+def state_for_keys(entity: Entity, current: DataFrame, keys: DataFrame) -> DataFrame:
+    """Silver's state cut down to ``keys`` (a small change batch's) by a broadcast semi-join, so
+    the tenant's whole silver state is scanned once, not shuffled."""
+    pk = entity.primary_key
+    return current.join(F.broadcast(keys.select(pk)), pk, "left_semi")
 
-    With ``few_rows`` (a small change batch), silver's state is first cut down to the batch's
-    keys by a broadcast semi-join, so the tenant's whole silver state is scanned, not shuffled.
-    """
+
+def classify(entity: Entity, current: DataFrame) -> Transform:
+    """A transform adding ``_outcome`` to valid rows, unique by key, given silver's state
+    (whole, or cut down to the rows' keys by :func:`state_for_keys` and broadcast)."""
     pk = entity.primary_key
 
     def _apply(valid: DataFrame) -> DataFrame:
-        state = current
-        if few_rows:
-            keys = F.broadcast(valid.select(pk))
-            state = F.broadcast(current.join(keys, pk, "left_semi"))
-        joined = valid.join(state, on=pk, how="left")
+        joined = valid.join(current, on=pk, how="left")
         ts, cur = F.col("source_timestamp"), F.col("_cur_ts")
         same = F.col(ROW_HASH) == F.col("_cur_hash")
         outcome = (

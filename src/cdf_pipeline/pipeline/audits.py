@@ -92,7 +92,12 @@ def primary_key_unique(
     # An empty silver (a first load) cannot clash; table metadata says whether it is empty.
     if tenant_rows(spark, names.silver(staged.entity), tenant) > 0:
         inserts = changes.where(F.col(merge.OUTCOME) == merge.INSERT).select(pk)
-        if few:  # scan silver's keys against the broadcast inserts rather than shuffle them
+        if staged.silver_state is not None:
+            # Silver's rows for every key of the run, read by classification (a superset of
+            # the inserts' keys): no second scan of the tenant's silver.
+            looked_up = F.broadcast(staged.silver_state.select(pk))
+            clash = inserts.join(looked_up, pk, "left_semi").count()
+        elif few:  # scan silver's keys against the broadcast inserts rather than shuffle them
             clash = current.join(F.broadcast(inserts), pk, "left_semi").count()
         else:
             clash = inserts.join(current, pk, "left_semi").count()

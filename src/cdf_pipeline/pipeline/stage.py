@@ -80,6 +80,10 @@ class StagedEntity:
     #: were broadcast: the FK audit checks against the same set.
     parents: DataFrame | None = None
     broadcast_parents: bool = False
+    #: Silver's rows for this run's keys, when classification looked them up (a change batch
+    #: small enough to broadcast): the key audit checks the inserts against them instead of
+    #: scanning the tenant's silver again.
+    silver_state: DataFrame | None = None
     #: Files left out because Spark read another number of rows than the pre-check counted
     #: (each with the reason as ``error``): they fail alone, the others are staged.
     unaccounted: list[RawFile] = field(default_factory=list)
@@ -241,17 +245,18 @@ def stage_entity(
         with stage("recheck_quarantine", **attrs):
             promoted, promoted_keys = _promoted(entity, candidates, parent_keys, plan, batch, keep)
             counts.promoted = int(promoted.count())
-    classified, valid_keys = _classify(ctx, entity, batch, promoted, plan, keep)
+    classified = _classify(ctx, entity, batch, promoted, plan, keep)
     return StagedEntity(
         entity,
-        classified,
+        classified.rows,
         batch.rejected,
         promoted_keys,
         counts,
         keep,
-        valid_keys,
+        classified.valid_keys,
         parents=parent_keys,
         broadcast_parents=plan.broadcast_parents,
+        silver_state=classified.silver_state,
     )
 
 
@@ -332,6 +337,16 @@ def _promoted(
     return promoted, ranked.select(KEY)
 
 
+@dataclass(frozen=True)
+class _Classified:
+    """The valid rows (batch and promoted) with their merge outcome; their keys when
+    materialised here (a first load); silver's rows for them when looked up (a small batch)."""
+
+    rows: DataFrame | None = None
+    valid_keys: DataFrame | None = None
+    silver_state: DataFrame | None = None
+
+
 def _classify(
     ctx: RunContext,
     entity: Entity,
@@ -339,9 +354,8 @@ def _classify(
     promoted: DataFrame | None,
     plan: StagePlan,
     keep: list[DataFrame],
-) -> tuple[DataFrame | None, DataFrame | None]:
-    """The valid rows (batch and promoted) with their merge outcome against silver, counted;
-    and their keys when materialised here."""
+) -> _Classified:
+    """The valid rows (batch and promoted) with their merge outcome against silver, counted."""
     valid_frames: list[DataFrame] = []
     if batch.rows is not None:
         valid_frames.append(
@@ -354,11 +368,11 @@ def _classify(
             promoted.select(*entity.field_names, "_source_file", row_hash(entity).alias(ROW_HASH))
         )
     if not valid_frames:
-        return None, None
+        return _Classified()
     valid = reduce(lambda a, b: a.unionByName(b), valid_frames)
     counts = batch.counts
     current = merge.silver_state(ctx.spark, ctx.names, entity, ctx.tenant)
-    valid_keys = None
+    valid_keys = state = None
     with stage("classify", **{"cdf.entity": entity.name, "cdf.tenant": ctx.tenant}):
         if tenant_rows(ctx.spark, ctx.names.silver(entity), ctx.tenant) == 0:
             # The tenant's first load: every key is new, no join with silver needed, and nothing
@@ -369,16 +383,19 @@ def _classify(
             valid_keys = materialise(_keys_of(entity, classified), keep)
             by_outcome = {merge.INSERT: int(valid_keys.count())}
         else:
-            few_rows = plan.broadcast(counts.read + counts.promoted)
-            classified = materialise(
-                valid.transform(merge.classify(entity, current, few_rows=few_rows)), keep
-            )
+            if plan.broadcast(counts.read + counts.promoted):
+                # Silver's rows for the run's keys, looked up in one scan of the tenant's silver
+                # and kept: classification joins them broadcast, and the key audit reads them
+                # instead of scanning silver again.
+                state = materialise(merge.state_for_keys(entity, current, valid), keep)
+                current = F.broadcast(state)
+            classified = materialise(valid.transform(merge.classify(entity, current)), keep)
             by_outcome = {
                 r[0]: int(r[1]) for r in classified.groupBy(merge.OUTCOME).count().collect()
             }
     for outcome in merge.MERGE_OUTCOMES:
         setattr(counts, outcome, by_outcome.get(outcome, 0))
-    return classified, valid_keys
+    return _Classified(classified, valid_keys, state)
 
 
 def _keys_of(entity: Entity, rows: DataFrame) -> DataFrame:
