@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 from silver_bench import TENANT, WARMUP, bare_append, parse_args
 
 from cdf_generator.api import generate
-from cdf_pipeline.config import Settings, load_settings
+from cdf_pipeline.config import Settings, SparkSettings, load_settings
 from cdf_pipeline.contracts import ENTITIES, Entity
 from cdf_pipeline.ingest.files import RawFile, inspect_file
 from cdf_pipeline.ingest.read import read_normalised
@@ -93,7 +93,8 @@ def write_change(
     inserts = classified.where(outcome == merge.INSERT).transform(lineage)
     updates = classified.where(outcome == merge.UPDATE).transform(lineage)
     merge.append_inserts(names, entity, inserts)
-    merge.merge_updates(spark, names, entity, tenant, updates, "floor_changes")
+    limit = SparkSettings().merge_broadcast_max_bytes
+    merge.merge_updates(names, entity, tenant, updates, "floor_changes", limit)
     release(classified)
 
 

@@ -382,7 +382,8 @@ def _publish(ctx: RunContext, staged: dict[str, StagedEntity]) -> None:
             guard()
             with stage("merge", **attrs, **{"cdf.rows.updated": s.counts.updated}):
                 rows = s.outcome(merge.UPDATE).transform(lineage)
-                merge.merge_updates(spark, names, s.entity, tenant, rows, ctx.view(f"m_{name}"))
+                limit = ctx.settings.spark.merge_broadcast_max_bytes
+                merge.merge_updates(names, s.entity, tenant, rows, ctx.view(f"m_{name}"), limit)
     for name, s in staged.items():
         if s.promoted_keys is not None and s.counts.promoted > 0:
             attrs = {
