@@ -123,9 +123,10 @@ class SparkSettings(_Section):
     #: A tenant's parent keys (one short text per supplier) up to this many are broadcast to the
     #: foreign-key check and audit, so the children's references are never shuffled.
     broadcast_max_parent_keys: int = Field(2_000_000, ge=0)
-    #: A change batch's updates of at most this many bytes (128 MiB: about 200,000 rows) are
-    #: broadcast into the silver MERGE, so silver is scanned against them in place instead of
-    #: shuffled and sorted; 0 leaves the choice to Spark's spark.sql.autoBroadcastJoinThreshold.
+    #: A change batch's updates (at most broadcast_max_rows rows) of at most this many bytes
+    #: (128 MiB: about 200,000 rows) are broadcast into the silver MERGE, so silver is scanned
+    #: against them in place instead of shuffled and sorted; 0 leaves the choice to Spark's
+    #: spark.sql.autoBroadcastJoinThreshold.
     merge_broadcast_max_bytes: int = Field(128 * 1024 * 1024, ge=0)
     log_level: str = "WARN"
     #: Extra options for a driver JVM the job starts (not one spark-submit already started), e.g.

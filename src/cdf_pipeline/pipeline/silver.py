@@ -382,7 +382,10 @@ def _publish(ctx: RunContext, staged: dict[str, StagedEntity]) -> None:
             guard()
             with stage("merge", **attrs, **{"cdf.rows.updated": s.counts.updated}):
                 rows = s.outcome(merge.UPDATE).transform(lineage)
-                limit = ctx.settings.spark.merge_broadcast_max_bytes
+                # Only a change batch's updates (few rows) are measured for a broadcast: caching
+                # a first load's worth of updates would cost a pass and memory for nothing.
+                small = s.counts.updated <= ctx.settings.spark.broadcast_max_rows
+                limit = ctx.settings.spark.merge_broadcast_max_bytes if small else 0
                 merge.merge_updates(names, s.entity, tenant, rows, ctx.view(f"m_{name}"), limit)
     for name, s in staged.items():
         if s.promoted_keys is not None and s.counts.promoted > 0:
