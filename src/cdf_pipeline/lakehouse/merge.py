@@ -139,7 +139,11 @@ def measured(changes: DataFrame) -> DataFrame:
     A cached frame is sized from its blocks.
     """
     done = changes.cache()
-    done.count()
+    try:
+        done.count()
+    except BaseException:  # a failed count leaves no cache behind in a session that goes on
+        done.unpersist()
+        raise
     return done
 
 
