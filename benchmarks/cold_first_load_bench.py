@@ -9,14 +9,16 @@ lakehouse root holding hard links to the same raw files and an empty warehouse:
 
 - **ours**: ``python -m cdf_pipeline.cli run --tenant bench --root <root> --json``;
 - **reference**: ``python benchmarks/reference_job.py --root <root> --tenant bench``, the plain
-  job (see its docstring): same files, same jars and Spark settings, same checks, none of the
-  silver job's guarantees.
+  job (see its docstring): same files, same jars and Spark settings, the same contract with its
+  rules written by hand as Column expressions, none of the silver job's guarantees.
 
 Each is a cold interpreter and JVM, as a scheduler would start them. The order alternates from
 round to round (ours first, then reference first, ...) so that drifting load on a shared machine
 hits both sides alike. Printed per round: wall seconds of each process, the ratio and the load
-average; then the median ratio, and where our job's time went (its stage spans, written by the
-``jsonl`` exporter; median over the rounds). Both must succeed, or the script fails; the rows
+average, and the CPU seconds of each process tree (Python and the JVM: on 2 cores, wall time
+also depends on how the work packs onto them, CPU time less so); then the median ratios, and
+where our job's time went (its stage spans, written by the ``jsonl`` exporter; median over the
+rounds). Both must succeed, or the script fails; the rows
 each put in silver are printed side by side (they may differ a little: the reference keeps the
 newest of conflicting duplicate versions where the silver job quarantines them).
 """
@@ -30,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -65,15 +68,58 @@ def fresh_root(work: Path, source: Path, name: str) -> Path:
     return root
 
 
-def run(cmd: list[str], root: Path, spans: bool) -> tuple[float, dict[str, Any]]:
-    """Wall seconds of the child process and its last stdout line as JSON."""
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it (Linux ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone while we looked
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(cmd: list[str], root: Path, spans: bool) -> tuple[float, float, dict[str, Any]]:
+    """Wall seconds of the child process, CPU seconds of its process tree (Python and the
+    Spark JVM, sampled every 0.2 s: the last 0.2 s of a process may be missed), and its last
+    stdout line as JSON."""
     started = time.perf_counter()
-    done = subprocess.run(cmd, env=child_env(root, spans), capture_output=True, text=True)
+    cpu: dict[int, float] = {}
+    with subprocess.Popen(
+        cmd, env=child_env(root, spans), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.2):
+                for pid in process_tree(proc.pid):
+                    cpu[pid] = max(cpu.get(pid, 0.0), _cpu_s(pid))
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        out, err = proc.communicate()
+        stop.set()
+        thread.join()
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr[-5000:])
-        raise SystemExit(f"{cmd[1:3]} exited {done.returncode}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        sys.stderr.write(err[-5000:])
+        raise SystemExit(f"{cmd[1:3]} exited {proc.returncode}")
+    return seconds, sum(cpu.values()), json.loads(out.strip().splitlines()[-1])
 
 
 def stage_seconds(path: Path, wall: float) -> dict[str, float]:
@@ -119,14 +165,16 @@ def main() -> int:
     ours_cmd = [sys.executable, "-m", "cdf_pipeline.cli", "run", "--tenant", TENANT, "--json"]
     ref_cmd = [sys.executable, str(HERE / "reference_job.py"), "--tenant", TENANT]
     rows: list[tuple[int, float, float, float]] = []
+    cpu_ratios: list[float] = []
     stages: list[dict[str, float]] = []
     for i in range(args.rounds):
         order = ("ours", "reference") if i % 2 == 0 else ("reference", "ours")
         seconds: dict[str, float] = {}
+        cpu: dict[str, float] = {}
         for side in order:
             root = fresh_root(work, source, f"round{i}-{side}")
             cmd = [*(ours_cmd if side == "ours" else ref_cmd), "--root", str(root)]
-            seconds[side], result = run(cmd, root, spans=not args.no_spans)
+            seconds[side], cpu[side], result = run(cmd, root, spans=not args.no_spans)
             if side == "ours":
                 assert result["status"] == "SUCCEEDED", result
                 inserted = {e: c["inserted"] for e, c in result["entities"].items()}
@@ -137,10 +185,12 @@ def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
         load = os.getloadavg()[0]
         rows.append((i + 1, seconds["ours"], seconds["reference"], load))
+        cpu_ratios.append(cpu["ours"] / cpu["reference"])
         print(
             f"round {i + 1} ({order[0]} first): ours {seconds['ours']:6.1f} s, reference "
             f"{seconds['reference']:6.1f} s, ratio {seconds['ours'] / seconds['reference']:.2f}"
-            f"  (load {load:.2f})",
+            f"  (load {load:.2f}); CPU ours {cpu['ours']:.0f} s, reference "
+            f"{cpu['reference']:.0f} s, ratio {cpu_ratios[-1]:.2f}",
             flush=True,
         )
         # Same silver rows on both sides (the reference keeps the newest of duplicate versions
@@ -151,7 +201,8 @@ def main() -> int:
     print(
         f"\ndata: {args.rows:,} suppliers + {args.rows:,} parts, 1 tenant; {os.cpu_count()} "
         f"cores; median ours {median(o for _, o, _, _ in rows):.1f} s, reference "
-        f"{median(r for _, _, r, _ in rows):.1f} s, median ratio {median(ratios):.2f}"
+        f"{median(r for _, _, r, _ in rows):.1f} s, median ratio {median(ratios):.2f}; "
+        f"median CPU ratio {median(cpu_ratios):.2f}"
     )
     if stages:
         print(f"\n{'our stages (median over rounds)':<78}{'seconds':>8}")

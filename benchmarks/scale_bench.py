@@ -31,26 +31,9 @@ from typing import Any
 from cdf_generator.api import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cold_first_load_bench import child_env
+from cold_first_load_bench import child_env, process_tree
 
 TENANT = "bench"
-
-
-def _tree(root: int) -> list[int]:
-    """``root`` and every process below it (Linux ``/proc``)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone while we looked
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
 
 
 def _rss_mb(pids: list[int]) -> float:
@@ -80,7 +63,7 @@ def cdf_run(root: Path, tenant: str = TENANT) -> tuple[float, dict[str, Any], fl
         def sample() -> None:
             nonlocal peak
             while not sampler.wait(0.5):
-                peak = max(peak, _rss_mb(_tree(proc.pid)))
+                peak = max(peak, _rss_mb(process_tree(proc.pid)))
 
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
