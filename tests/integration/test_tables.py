@@ -9,8 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from cdf_pipeline import run_record as S
 from cdf_pipeline.contracts import SUPPLIERS
@@ -66,6 +68,35 @@ def test_a_new_session_creates_a_dropped_table_again(
     ensure_tables(other, names)
     assert seen == table_ddl(names)
     assert other.catalog.tableExists(names.silver(SUPPLIERS))
+
+
+def test_silver_and_quarantine_files_keep_dictionaries_for_codes_only(spark: SparkSession) -> None:
+    """A column of many distinct values is written plain once its dictionary passes 64 KB
+    (at Parquet's 2 MB default, names repeating every 10,000 rows kept theirs: dictionary and
+    indices were smaller than the plain values), while a code list keeps its dictionary."""
+    names = _names()
+    ensure_tables(spark, names)
+    given = {
+        "supplier_id": F.format_string("01JD%022d", F.col("id")),  # 26 characters, unique
+        "tenant_id": F.lit("acme"),
+        "legal_name": F.format_string("Supplier number %010d", F.col("id") % 10_000),
+        "country": F.element_at(
+            F.array(*map(F.lit, ("DE", "FR", "US"))), (F.col("id") % 3 + 1).cast("int")
+        ),
+    }
+    for table in (names.silver(SUPPLIERS), names.quarantine(SUPPLIERS)):
+        schema = spark.table(table).schema
+        rows = spark.range(200_000, numPartitions=1).select(
+            *(given.get(f.name, F.lit(None).cast(f.dataType)).alias(f.name) for f in schema)
+        )
+        rows.writeTo(table).append()
+        for (path,) in spark.sql(f"SELECT file_path FROM {table}.files").collect():
+            meta = pq.ParquetFile(path.removeprefix("file:")).metadata.row_group(0)
+            chunks = {
+                meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)
+            }
+            assert not chunks["legal_name"].has_dictionary_page, (table, path)
+            assert chunks["country"].has_dictionary_page, (table, path)
 
 
 def test_a_failure_record_never_replaces_a_finished_one(spark: SparkSession) -> None:

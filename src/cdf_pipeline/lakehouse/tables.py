@@ -30,12 +30,20 @@ if TYPE_CHECKING:
 
 REASONS_SQL = "array<struct<rule:string,column:string,value:string>>"
 
+#: Parquet-java dictionary-encodes a column until the dictionary reaches this size, and only then
+#: falls back to plain encoding. At the 2 MB default every value of a unique column (keys,
+#: e-mails, names, the row as sent) went through the dictionary in files of ~60k rows, for no
+#: gain: a 1M-row silver append spent about a third of its write CPU there (docs/benchmarks.md).
+#: 64 KB still holds the dictionary of every code list and of most repeated values.
+_DICTIONARY_MAX_BYTES = {"write.parquet.dict-size-bytes": str(64 * 1024)}
+
 _SILVER_PROPERTIES = {
     "format-version": "2",
     "write.merge.mode": "merge-on-read",
     "write.update.mode": "merge-on-read",
     "write.delete.mode": "merge-on-read",
     "write.parquet.compression-codec": "zstd",
+    **_DICTIONARY_MAX_BYTES,
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "50",
     # Parallel tenant jobs commit to the same table: retry optimistic-concurrency conflicts.
@@ -55,6 +63,7 @@ _SMALL_PROPERTIES = {
 #: default (serializable) fails the MERGE on any file added to the tenant's partition since.
 MERGE_ISOLATION = "write.merge.isolation-level"
 _RUNS_PROPERTIES = {**_SMALL_PROPERTIES, MERGE_ISOLATION: "snapshot"}
+_QUARANTINE_PROPERTIES = {**_SMALL_PROPERTIES, **_DICTIONARY_MAX_BYTES}
 
 QUARANTINE_EXTRA = f"""`_original` string,
   `_violations` {REASONS_SQL},
@@ -147,7 +156,7 @@ def table_ddl(names: TableNames) -> list[str]:
             f"CREATE TABLE IF NOT EXISTS {names.quarantine(e)} (\n"
             f"  {iceberg_columns_sql(e, with_lineage=False)},\n  {QUARANTINE_EXTRA}\n)\n"
             "USING iceberg\n"
-            f"PARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_SMALL_PROPERTIES)})"
+            f"PARTITIONED BY (tenant_id) TBLPROPERTIES ({_props(_QUARANTINE_PROPERTIES)})"
         )
     stmts.append(
         f"CREATE TABLE IF NOT EXISTS {names.runs} (\n  {runs_columns_sql()}\n) USING iceberg\n"
