@@ -18,7 +18,8 @@ that what differs is the job. Per entity, parents first:
    silver (parents are merged first); rows with a missing parent go to quarantine;
 5. one MERGE into silver (insert new keys, update with newer versions), one quarantine append.
 
-Tables are laid out as the silver job's (by tenant and 16 key buckets, merge-on-read, zstd).
+Tables are laid out as the silver job's (by tenant and 16 key buckets, merge-on-read, zstd), with
+Parquet's other defaults, which a job written without the library keeps (silver caps dictionaries).
 Left out, all of which the silver job does: pre-checks and per-file accounting (a corrupt file
 fails the whole job here), other file shapes (CSV, JSON, text columns, schema drift), the
 ingested-files manifest (not rerun-safe: a second run re-reads and re-merges every file and
