@@ -30,11 +30,12 @@ if TYPE_CHECKING:
 
 REASONS_SQL = "array<struct<rule:string,column:string,value:string>>"
 
-#: Parquet-java dictionary-encodes a column until the dictionary reaches this size, and only then
-#: falls back to plain encoding. At the 2 MB default every value of a unique column (keys,
-#: e-mails, names, the row as sent) went through the dictionary in files of ~60k rows, for no
-#: gain: a 1M-row silver append spent about a third of its write CPU there (docs/benchmarks.md).
-#: 64 KB still holds the dictionary of every code list and of most repeated values.
+#: Parquet-java dictionary-encodes a column until the dictionary reaches this size (or its first
+#: page compresses no better that way), and only then falls back to plain encoding. At the 2 MB
+#: default, many-valued columns (keys, e-mails, names, the row as sent) put a large share of a
+#: file's values through the dictionary before being written plain: a 1M-row silver append
+#: spent about a third of its write CPU there (docs/benchmarks.md). 64 KB still holds the
+#: dictionary of every code list and of most repeated values.
 _DICTIONARY_MAX_BYTES = {"write.parquet.dict-size-bytes": str(64 * 1024)}
 
 _SILVER_PROPERTIES = {
