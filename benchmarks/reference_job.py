@@ -25,7 +25,8 @@ fails the whole job here), other file shapes (CSV, JSON, text columns, schema dr
 ingested-files manifest (not rerun-safe: a second run re-reads and re-merges every file and
 quarantines its rows again), write-audit-publish (counts, key and reference audits before
 anything is visible), a re-check of rows waiting for a late parent, duplicate versions quarantined
-with a reason (here the older ones are dropped silently), the observed value in each reason,
+with a reason (here the older ones are dropped silently), the observed value in each reason
+and the row as sent for rows rejected only for a missing parent,
 lineage columns and the row hash (an update here is any newer timestamp, changed or not), the run
 record, telemetry. Prints one JSON line of counts and seconds on stdout.
 """
